@@ -1,0 +1,63 @@
+# memkit: the two commands are `make run` and `make check`.
+# Everything is built with CMake; this file only names the builds.
+
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE   ?= cmake
+SEED    ?= 12345
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run check check-release check-debug check-asan check-tsan fuzz \
+        bench format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+# Release build: libraries in build/lib, programs in build/bin.
+build: deps
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release
+	$(CMAKE) --build build -j $(JOBS)
+
+# The main job's demo.
+run: build
+	./build/bin/memkit-demo
+
+# configure+build+test one variant: $(call variant,DIR,CMAKE-ARGS)
+define variant
+	$(CMAKE) -S . -B $(1) $(2)
+	$(CMAKE) --build $(1) -j $(JOBS)
+	cd $(1) && ctest --output-on-failure -j $(JOBS) --timeout 900
+endef
+
+check: deps
+	$(MAKE) check-release check-debug check-asan check-tsan fuzz
+	@echo "make check: all variants passed"
+
+check-release:
+	$(call variant,build,-DCMAKE_BUILD_TYPE=Release)
+check-debug:
+	$(call variant,build-debug,-DCMAKE_BUILD_TYPE=Debug)
+check-asan:
+	$(call variant,build-asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_SANITIZE=address -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+check-tsan:
+	$(call variant,build-tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_SANITIZE=thread -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+
+# libFuzzer targets, each run for a bounded time on its seed corpus.
+fuzz:
+	$(CMAKE) -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_BUILD_FUZZ=ON \
+	    -DMK_BUILD_TESTS=OFF -DMK_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
+	$(CMAKE) --build build-fuzz -j $(JOBS)
+	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
+
+bench: build
+	./build/bin/bench-policies --seed $(SEED)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cpp')
+
+format-check:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' '*.cc' '*.cpp')
+
+clean:
+	rm -rf build build-debug build-asan build-tsan build-fuzz

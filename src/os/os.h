@@ -1,0 +1,224 @@
+/*
+ * The platform layer: every operating-system call memkit makes goes through
+ * these functions. One implementation per OS: posix.c (Linux and other
+ * POSIX systems) and win32.c. Nothing above src/os/ includes a system
+ * header that is not standard C.
+ *
+ * Conventions: functions return MK_OK or a negative MK_E* code; on MK_EOS
+ * the OS error number is saved for mk_last_os_error(). No function here
+ * allocates with malloc or prints.
+ *
+ * How each call maps to Win32 is noted where it is not obvious, so that
+ * win32.c can implement the same contract.
+ */
+#ifndef MK_OS_H
+#define MK_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memkit/error.h"
+
+/* Page protection bits for mk__os_protect(); MK__PROT_NONE is 0. */
+enum { MK__PROT_NONE = 0, MK__PROT_READ = 1, MK__PROT_WRITE = 2, MK__PROT_EXEC = 4 };
+
+/* Record an OS error number for mk_last_os_error() and return MK_EOS. */
+int mk__os_fail(int os_errno);
+
+/* ---- pages ---------------------------------------------------------------
+ * Addresses and sizes passed to commit/decommit/release/protect must be
+ * multiples of mk__os_page_size() and lie inside one reservation. */
+
+/* Page size (4096 on x86-64 Linux; the allocation granularity on Win32 is
+ * larger, 64 KiB, and applies to reserve). Never fails. */
+size_t mk__os_page_size(void);
+
+/* Reserve size bytes of address space with no access (mmap PROT_NONE /
+ * VirtualAlloc MEM_RESERVE). MK_EINVAL for size 0, MK_ENOMEM when the
+ * address space is exhausted, MK_EOS otherwise. */
+int mk__os_reserve(size_t size, void **out);
+
+/* Make reserved pages readable and writable, zero-filled on first touch
+ * (mprotect / VirtualAlloc MEM_COMMIT). MK_ENOMEM or MK_EOS. */
+int mk__os_commit(void *addr, size_t size);
+
+/* Give the pages' physical memory back and keep the reservation; the pages
+ * read as zero when committed again (madvise(MADV_DONTNEED)+PROT_NONE /
+ * VirtualFree MEM_DECOMMIT). MK_EOS. */
+int mk__os_decommit(void *addr, size_t size);
+
+/* Give back the pages' physical memory but keep them accessible; their
+ * contents become undefined (madvise(MADV_DONTNEED) or MADV_FREE /
+ * VirtualAlloc MEM_RESET). MK_EOS. */
+int mk__os_purge(void *addr, size_t size);
+
+/* Release a whole reservation made by mk__os_reserve or mk__os_alloc
+ * (munmap / VirtualFree MEM_RELEASE). MK_EOS. */
+int mk__os_release(void *addr, size_t size);
+
+/* Reserve and commit in one call: fresh zeroed read-write memory. */
+int mk__os_alloc(size_t size, void **out);
+
+/* Change protection of committed pages to a MK__PROT_* combination
+ * (mprotect / VirtualProtect). MK_EINVAL for unknown bits, MK_EOS. */
+int mk__os_protect(void *addr, size_t size, unsigned prot);
+
+/* ---- shared mappings -----------------------------------------------------
+ * A named shared-memory object (shm_open / CreateFileMappingW on the paging
+ * file) or a file (open / CreateFileW + CreateFileMappingW). The handle is
+ * process-local. Names follow POSIX shm rules: "/name", no other '/',
+ * at most MK__OS_NAME_MAX bytes; on Win32 the name is mapped to
+ * "Local\\memkit.name". */
+
+#define MK__OS_NAME_MAX 255
+
+typedef struct mk__os_shm {
+    intptr_t handle;  /* fd on POSIX, HANDLE on Win32; -1 when closed */
+    intptr_t handle2; /* Win32: the file-mapping HANDLE of a file; unused on POSIX */
+    uint64_t size;    /* size of the object when opened or last resized */
+    bool is_file;     /* backed by a file path, not a shm name */
+} mk__os_shm;
+
+enum {
+    MK__SHM_EXCL = 1,     /* create: fail with MK_EEXIST if it exists */
+    MK__SHM_READONLY = 2, /* open: map read-only */
+};
+
+/* Create a shared-memory object of size bytes (zero-filled) with the given
+ * permission mode (0600 ...; ignored on Win32). flags: MK__SHM_EXCL.
+ * MK_EINVAL (bad name, size 0), MK_EEXIST, MK_EPERM, MK_EOS. */
+int mk__os_shm_create(const char *name, uint64_t size, unsigned mode, unsigned flags,
+                      mk__os_shm *out);
+
+/* Open an existing object; out->size is its current size.
+ * MK_EINVAL, MK_ENOENT, MK_EPERM, MK_EOS. */
+int mk__os_shm_open(const char *name, unsigned flags, mk__os_shm *out);
+
+/* The same for a file path: created (or extended) to size bytes.
+ * A file-backed mapping persists after every process has closed it. */
+int mk__os_file_create(const char *path, uint64_t size, unsigned mode, unsigned flags,
+                       mk__os_shm *out);
+int mk__os_file_open(const char *path, unsigned flags, mk__os_shm *out);
+
+/* Current size of the object as the OS sees it now (fstat); it may have been
+ * grown by another process. MK_EOS. */
+int mk__os_shm_stat(const mk__os_shm *shm, uint64_t *size);
+
+/* Grow (or shrink) the object to new_size bytes (ftruncate; on Win32 the
+ * mapping object is created with the maximum size up front and this only
+ * records the new size). MK_EOS. */
+int mk__os_shm_resize(mk__os_shm *shm, uint64_t new_size);
+
+/* Map len bytes of the object from offset 0, read-write unless the object
+ * was opened MK__SHM_READONLY. If at is NULL the OS chooses the address;
+ * otherwise at must lie inside a reservation from mk__os_reserve and the
+ * mapping replaces those pages (MAP_FIXED / MapViewOfFile3 with a
+ * placeholder), which is how a segment grows in place.
+ * MK_EINVAL, MK_ENOMEM, MK_EOS. */
+int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out);
+
+/* Unmap a mapping made by mk__os_shm_map with at == NULL (munmap /
+ * UnmapViewOfFile). A mapping made inside a reservation is released with
+ * the reservation (mk__os_release). MK_EOS. */
+int mk__os_shm_unmap(void *addr, size_t len);
+
+/* Flush a file-backed mapping's dirty pages to the file (msync MS_SYNC /
+ * FlushViewOfFile+FlushFileBuffers). MK_EOS. */
+int mk__os_shm_flush(void *addr, size_t len);
+
+/* Close the handle; mappings stay valid. Never fails on a valid handle. */
+void mk__os_shm_close(mk__os_shm *shm);
+
+/* Remove a name (shm_unlink / unlink). Mapped objects stay alive until the
+ * last mapping goes (Win32: objects die with their last handle, so unlink
+ * is a no-op there). MK_ENOENT, MK_EPERM, MK_EOS. */
+int mk__os_shm_unlink(const char *name);
+int mk__os_file_unlink(const char *path);
+
+/* Call fn(name, arg) for every shared-memory object on this machine whose
+ * name starts with prefix (readdir of /dev/shm). The name passed has the
+ * leading '/'. Returns MK_OK, MK_ENOTSUP, MK_EOS. */
+int mk__os_shm_list(const char *prefix, void (*fn)(const char *name, void *arg), void *arg);
+
+/* ---- process-shared robust mutex -----------------------------------------
+ * Storage of MK__OS_MUTEX_BYTES that may sit in shared memory. On POSIX a
+ * pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. On
+ * Win32 the storage holds the name of a named kernel mutex (and its
+ * WAIT_ABANDONED result is reported as MK_EOWNERDEAD); each process opens
+ * its own HANDLE on first use. */
+
+#define MK__OS_MUTEX_BYTES 64
+
+typedef struct mk__os_mutex {
+    _Alignas(8) unsigned char opaque[MK__OS_MUTEX_BYTES];
+} mk__os_mutex;
+
+/* Initialise. shared: usable from several processes (the storage must then
+ * be in shared memory). name: Win32 only (unique per mutex), may be NULL on
+ * POSIX. MK_EOS. */
+int mk__os_mutex_init(mk__os_mutex *m, bool shared, const char *name);
+
+/* Lock. MK_OK, or MK_EOWNERDEAD: the caller now holds the lock, but the
+ * previous owner died holding it; the protected data may be inconsistent.
+ * The caller repairs it and calls mk__os_mutex_consistent before unlocking,
+ * else the mutex becomes unusable (MK_ENOTRECOVERABLE to everyone after).
+ * MK_ENOTRECOVERABLE, MK_EOS. */
+int mk__os_mutex_lock(mk__os_mutex *m);
+
+/* As lock, but MK_EBUSY instead of waiting. */
+int mk__os_mutex_trylock(mk__os_mutex *m);
+
+/* Mark the state repaired after MK_EOWNERDEAD (pthread_mutex_consistent). */
+int mk__os_mutex_consistent(mk__os_mutex *m);
+
+/* Unlock; the caller holds the lock. MK_EPERM if it does not. */
+int mk__os_mutex_unlock(mk__os_mutex *m);
+
+/* Destroy; nobody holds or waits on it. */
+void mk__os_mutex_destroy(mk__os_mutex *m);
+
+/* ---- wait / wake on a 32-bit word ----------------------------------------
+ * futex(FUTEX_WAIT/WAKE) on Linux; WaitOnAddress/WakeByAddress on Win32
+ * (same process only: across processes win32.c uses a named event per
+ * word; see its header comment). shared: the word is in shared memory
+ * and other processes may wait on it. */
+
+/* Sleep while *addr == expected, at most timeout_ns (negative: no limit).
+ * Returns MK_OK when woken or when *addr != expected at the call (spurious
+ * wake-ups are possible: re-check the condition), MK_ETIMEDOUT, MK_EOS. */
+int mk__os_wait32(const uint32_t *addr, uint32_t expected, int64_t timeout_ns, bool shared);
+
+/* Wake up to n waiters (n < 0: all). Returns the number woken (>= 0) or MK_EOS. */
+int mk__os_wake32(const uint32_t *addr, int n, bool shared);
+
+/* ---- processes, threads, time ------------------------------------------ */
+
+/* Identifier of the calling thread, unique among live threads of the system
+ * (gettid / GetCurrentThreadId). */
+uint64_t mk__os_thread_id(void);
+
+/* Identifier of the calling process (getpid / GetCurrentProcessId). */
+uint64_t mk__os_process_id(void);
+
+/* Start time of process pid in an OS-specific unit (clock ticks since boot
+ * from /proc/PID/stat field 22; FILETIME of creation on Win32). Together
+ * with pid it names one process for its life: a reused pid has another
+ * start time. MK_ENOENT when no such process exists, MK_EOS. */
+int mk__os_process_start_time(uint64_t pid, uint64_t *out);
+
+/* Whether the process (pid, start_time) is alive: the pid exists and has
+ * that start time. A zombie counts as dead. */
+bool mk__os_process_alive(uint64_t pid, uint64_t start_time);
+
+/* Monotonic clock in nanoseconds (CLOCK_MONOTONIC / QueryPerformanceCounter). */
+uint64_t mk__os_now_ns(void);
+
+/* Bytes of entropy for secrets (getrandom / BCryptGenRandom); falls back
+ * to clock and address mixing, never fails. */
+void mk__os_random(void *buf, size_t len);
+
+/* Yield the processor (sched_yield / SwitchToThread). */
+void mk__os_yield(void);
+
+#endif

@@ -1,0 +1,254 @@
+/*
+ * Internals of the block engine, shared by the files of src/region/.
+ *
+ * Memory layout of a region (all offsets from base; docs/REGION.md draws it):
+ *
+ *   0            mk__hdr: identity, sizes, counters, room for a lock
+ *   state_off    the policy's free-structure roots (ops->state_size bytes)
+ *   journal_off  the undo journal (only with MK_REGION_JOURNAL), else 0
+ *   data_start   first block; blocks tile [data_start, data_end)
+ *   data_end     the end sentinel: a header word with span 0, always "used"
+ *
+ * A block at offset b (b % 16 == 8) starts with one 64-bit header word:
+ *
+ *   bits 63..48  check tag = hash(b, span, secret): tells a real block start
+ *                from an interior or stale offset, and a foreign write
+ *   bits 47..4   span: bytes the block occupies, header word included;
+ *                a multiple of 16, at least ops->min_span
+ *   bit 1        PREV_FREE: the block before this one is free (boundary-tag
+ *                policies only; its footer then holds its header word)
+ *   bit 0        FREE
+ *
+ * The payload starts at b + 8 and is 16-aligned. A used block's usable size
+ * is span - 8. A free block keeps its policy's links in its payload
+ * (words at b + 8, b + 16, b + 24, ...) and, for boundary-tag policies, a
+ * copy of its header word as footer in its last word (b + span - 8), so the
+ * next block can find its start when coalescing.
+ *
+ * Every write of metadata goes through mk__set(): with a journal, the old
+ * value is logged first, so an operation cut short by a crash can be undone
+ * (mk_region_recover). Nothing in the range is a pointer.
+ */
+#ifndef MK_REGION_INT_H
+#define MK_REGION_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "memkit/region.h"
+
+#define MK__MAGIC UINT64_C(0x4E4F494745524B4D) /* "MKREGION" little-endian */
+#define MK__VERSION 1u
+#define MK__GRAIN 16u
+#define MK__TAGW 8u /* bytes of a block's header word */
+#define MK__CACHE_LINE 64u
+
+#define MK__F_FREE UINT64_C(1)
+#define MK__F_PREV_FREE UINT64_C(2)
+#define MK__F_MASK UINT64_C(0xF)
+#define MK__SPAN_MASK UINT64_C(0x0000FFFFFFFFFFF0)
+#define MK__TAG_SHIFT 48
+
+/* Offsets of the link words inside a free block, from the block start. */
+#define MK__LINK0 8u
+#define MK__LINK1 16u
+#define MK__LINK2 24u
+
+/* Counters kept in the header and updated with every operation. */
+typedef struct mk__counters {
+    uint64_t bytes_used;  /* sum of spans of used blocks */
+    uint64_t blocks_used; /* used blocks */
+    uint64_t peak_used;   /* max of bytes_used since reset */
+    uint64_t n_alloc, n_free, n_realloc, n_failed;
+} mk__counters;
+
+typedef struct mk__hdr {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_size; /* sizeof(mk__hdr) when written */
+    uint64_t signature; /* mk__layout_signature() of the writer */
+    uint64_t size;      /* bytes of the range, header included */
+    uint32_t policy;    /* mk_policy */
+    uint32_t flags;     /* MK_REGION_* */
+    uint64_t secret;    /* key of the block check tags */
+    mk_off state_off;   /* policy state */
+    mk_off journal_off; /* undo journal, 0 when none */
+    mk_off data_start;  /* first block */
+    mk_off data_end;    /* end sentinel */
+    mk__counters c;
+    uint64_t user[8]; /* for the layers above (the shared heap's directory...) */
+    _Alignas(64) unsigned char lock[64]; /* room for a process-shared lock */
+} mk__hdr;
+
+/* One undo record: the word at off held old before the write. */
+typedef struct mk__undo {
+    mk_off off;
+    uint64_t old;
+} mk__undo;
+
+/* Operation codes recorded in the journal, for diagnosis and repair. */
+enum { MK__OP_NONE = 0, MK__OP_ALLOC, MK__OP_FREE, MK__OP_REALLOC, MK__OP_GROW, MK__OP_USER };
+
+typedef struct mk__journal {
+    uint64_t op;      /* MK__OP_* in progress, MK__OP_NONE when idle */
+    uint64_t args[3]; /* the operation's arguments */
+    uint64_t count;   /* valid undo records */
+    uint64_t cap;     /* capacity of rec[] */
+    uint64_t overflow; /* set when an operation needed more than cap records */
+    uint64_t pad;
+    mk__undo rec[];
+} mk__journal;
+
+#define MK__JOURNAL_CAP 2048u
+
+/* ---- validation context -------------------------------------------------- */
+typedef struct mk__vstate {
+    mk_fault *fault;      /* where to report; never NULL inside the engine */
+    uint64_t free_blocks; /* counted by the walk */
+    uint64_t free_bytes;
+} mk__vstate;
+
+/* Record a broken invariant; returns MK_ECORRUPT. */
+int mk__vfail(mk__vstate *v, const char *invariant, mk_off off);
+
+/* ---- the policy interface ------------------------------------------------- */
+typedef struct mk__policy_ops {
+    const char *name;
+    uint32_t min_span;   /* smallest span kept (a free block must hold its links) */
+    uint32_t state_size; /* bytes of state at h->state_off */
+    bool coalesces;      /* boundary-tag policy: free blocks never touch */
+
+    /* Empty the free structures. Boundary-tag policies: the engine then
+     * makes [data_start, data_end) one free block and inserts it. A policy
+     * that does not coalesce lays out its own blocks here and may move
+     * data_start and data_end inward (keeping them % 16 == 8). */
+    void (*init)(mk__hdr *h);
+
+    /* Free-structure primitives, used by the boundary-tag engine (block.c).
+     * find: a free block with span >= span, chosen by the policy, or 0; it
+     *   stays in the structure (the engine removes it).
+     * insert: b is free, with header and footer written.
+     * remove: b is in the structure. */
+    mk_off (*find)(mk__hdr *h, uint64_t span);
+    void (*insert)(mk__hdr *h, mk_off b);
+    void (*remove)(mk__hdr *h, mk_off b);
+
+    /* Whole operations. Boundary-tag policies use mk__bt_* (block.c).
+     * alloc: a used block whose payload (b + 8) is aligned to align
+     *   (a power of two, >= 16) and whose span >= span; *out = b.
+     *   MK_ENOMEM when nothing fits. Counters are the caller's job.
+     * release: free used block b, merging as the policy does.
+     * resize: change used block b's span in place to at least span;
+     *   MK_ENOMEM when it cannot (nothing changed then). */
+    int (*alloc)(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
+    void (*release)(mk__hdr *h, mk_off b);
+    int (*resize)(mk__hdr *h, mk_off b, uint64_t span);
+    /* Extend the last block/free space to a new data_end; NULL: MK_ENOTSUP. */
+    int (*grow)(mk__hdr *h, mk_off new_end);
+
+    /* Validation. check: every member of the free structures is a free
+     * block where it should be (mk__valid_free_block), links agree, and
+     * their number equals v->free_blocks; policy invariants (buddy: powers
+     * of two, no free buddy pairs). holds: free block b is linked in. */
+    int (*check)(const mk__hdr *h, mk__vstate *v);
+    bool (*holds)(const mk__hdr *h, mk_off b);
+} mk__policy_ops;
+
+extern const mk__policy_ops mk__policy_first_fit, mk__policy_next_fit, mk__policy_best_fit,
+    mk__policy_worst_fit, mk__policy_tlsf, mk__policy_buddy;
+
+/* The ops of h's policy; h->policy was checked by create/attach. */
+const mk__policy_ops *mk__ops(const mk__hdr *h);
+
+/* ---- word access ------------------------------------------------------------ */
+static inline mk__hdr *mk__h(mk_region *r) { return (mk__hdr *)(void *)r; }
+static inline const mk__hdr *mk__hc(const mk_region *r) { return (const mk__hdr *)(const void *)r; }
+
+static inline uint64_t *mk__word(const mk__hdr *h, mk_off off) {
+    return (uint64_t *)(void *)((char *)(uintptr_t)h + off);
+}
+static inline uint64_t mk__get(const mk__hdr *h, mk_off off) { return *mk__word(h, off); }
+static inline void *mk__state(const mk__hdr *h) { return mk__word(h, h->state_off); }
+static inline mk_off mk__offset_of(const mk__hdr *h, const void *p) {
+    return (mk_off)((const char *)p - (const char *)h);
+}
+
+/* Journal: log the old value of *p (out of line, only with a journal). */
+void mk__journal_log(mk__hdr *h, const uint64_t *p);
+
+#ifdef MK_TEST_HOOKS
+/* Test builds: called before every metadata write with a running count;
+ * a test may longjmp out of it or kill the process to simulate a crash at
+ * that exact step. */
+extern void (*mk__test_crash_hook)(uint64_t step);
+extern uint64_t mk__test_crash_step;
+#define MK__CRASH_POINT()                                                                  \
+    do {                                                                                   \
+        if (mk__test_crash_hook) mk__test_crash_hook(++mk__test_crash_step);               \
+    } while (0)
+#else
+#define MK__CRASH_POINT() ((void)0)
+#endif
+
+/* The one way to write region metadata. */
+static inline void mk__set(mk__hdr *h, uint64_t *p, uint64_t v) {
+    if (h->journal_off) {
+        mk__journal_log(h, p);
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    MK__CRASH_POINT();
+    *p = v;
+}
+static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) { mk__set(h, mk__word(h, off), v); }
+
+/* Begin / end an operation in the journal (no-ops without one). */
+void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2);
+void mk__journal_end(mk__hdr *h);
+
+/* ---- block header words ------------------------------------------------------ */
+static inline uint64_t mk__span(uint64_t w) { return w & MK__SPAN_MASK; }
+
+static inline uint64_t mk__tag(const mk__hdr *h, mk_off b, uint64_t span) {
+    uint64_t x = (b ^ (span << 20) ^ h->secret) * UINT64_C(0x9E3779B97F4A7C15);
+    x ^= x >> 29;
+    x *= UINT64_C(0xBF58476D1CE4E5B9);
+    return x & ~(MK__SPAN_MASK | MK__F_MASK); /* the top 16 bits */
+}
+/* A header word for block b. */
+static inline uint64_t mk__pack(const mk__hdr *h, mk_off b, uint64_t span, uint64_t flags) {
+    return mk__tag(h, b, span) | span | flags;
+}
+static inline bool mk__tag_ok(const mk__hdr *h, mk_off b, uint64_t w) {
+    return (w & ~(MK__SPAN_MASK | MK__F_MASK)) == mk__tag(h, b, mk__span(w));
+}
+static inline uint64_t mk__hw(const mk__hdr *h, mk_off b) { return mk__get(h, b); }
+static inline uint64_t mk__bspan(const mk__hdr *h, mk_off b) { return mk__span(mk__get(h, b)); }
+static inline bool mk__bfree(const mk__hdr *h, mk_off b) { return (mk__get(h, b) & MK__F_FREE) != 0; }
+
+/* Whether b is a well-formed free block: in [data_start, data_end), % 16 == 8,
+ * tag valid, FREE, span >= min_span and inside the data. With coalescing
+ * policies, its footer must equal its header. */
+bool mk__valid_free_block(const mk__hdr *h, mk_off b);
+
+/* ---- the boundary-tag engine (block.c) ------------------------------------------ */
+int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
+void mk__bt_release(mk__hdr *h, mk_off b);
+int mk__bt_resize(mk__hdr *h, mk_off b, uint64_t span);
+int mk__bt_grow(mk__hdr *h, mk_off new_end);
+
+/* Write b as a free block of span (header, footer) and tell the next block;
+ * does not insert it. */
+void mk__bt_make_free(mk__hdr *h, mk_off b, uint64_t span);
+
+/* Round a request to a span: size + header word, 16-multiple, >= min_span. */
+static inline uint64_t mk__span_for(uint64_t size, uint64_t min_span) {
+    uint64_t s = (size + MK__TAGW + MK__GRAIN - 1) & ~(uint64_t)(MK__GRAIN - 1);
+    return s < min_span ? min_span : s;
+}
+
+static inline int mk__clz64(uint64_t x) { return __builtin_clzll(x); } /* x != 0 */
+static inline int mk__ctz64(uint64_t x) { return __builtin_ctzll(x); } /* x != 0 */
+
+#endif

@@ -47,6 +47,7 @@
 
 #define MK__F_FREE UINT64_C(1)
 #define MK__F_PREV_FREE UINT64_C(2)
+#define MK__F_USER UINT64_C(4) /* one bit for the layer above (pool: protected) */
 #define MK__F_MASK UINT64_C(0xF)
 #define MK__SPAN_MASK UINT64_C(0x0000FFFFFFFFFFF0)
 #define MK__TAG_SHIFT 48
@@ -231,6 +232,11 @@ static inline bool mk__bfree(const mk__hdr *h, mk_off b) { return (mk__get(h, b)
  * tag valid, FREE, span >= min_span and inside the data. With coalescing
  * policies, its footer must equal its header. */
 bool mk__valid_free_block(const mk__hdr *h, mk_off b);
+
+/* Get (set < 0), set (set == 1) or clear (set == 0) the MK__F_USER bit of the
+ * live block whose payload is at off. Returns the bit's value before the
+ * call (0 or 1), or MK_EBADOFF / MK_EDOUBLEFREE. Journaled like any write. */
+int mk__region_user_bit(mk_region *r, mk_off off, int set);
 
 /* ---- the boundary-tag engine (block.c) ------------------------------------------ */
 int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);

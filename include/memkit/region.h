@@ -61,6 +61,8 @@ enum mk_region_flags {
 
 /** Default alignment of every block's payload. */
 #define MK_REGION_DEFAULT_ALIGN 16u
+/** Largest region size (1 TiB). */
+#define MK_REGION_MAX_SIZE ((uint64_t)1 << 40)
 /** Largest alignment accepted. */
 #define MK_REGION_MAX_ALIGN 4096u
 

@@ -1,0 +1,345 @@
+/*
+ * The region API: argument checks, the journal bracket around each
+ * operation, counters, and the policy table. The policies do the fitting;
+ * block.c does splitting and merging.
+ */
+#include "region_int.h"
+
+#include "os/os.h"
+
+static const mk__policy_ops *const policies[MK_POLICY_COUNT] = {
+    [MK_POLICY_FIRST_FIT] = &mk__policy_first_fit, [MK_POLICY_NEXT_FIT] = &mk__policy_next_fit,
+    [MK_POLICY_BEST_FIT] = &mk__policy_best_fit,   [MK_POLICY_WORST_FIT] = &mk__policy_worst_fit,
+    [MK_POLICY_TLSF] = &mk__policy_tlsf,           [MK_POLICY_BUDDY] = &mk__policy_buddy,
+};
+
+const mk__policy_ops *mk__ops(const mk__hdr *h) { return policies[h->policy]; }
+
+const char *mk_policy_name(mk_policy policy) {
+    return (unsigned)policy < MK_POLICY_COUNT ? policies[policy]->name : NULL;
+}
+
+int mk_policy_from_name(const char *name, mk_policy *out) {
+    if (!name || !out) return MK_EINVAL;
+    for (unsigned i = 0; i < MK_POLICY_COUNT; i++) {
+        if (strcmp(name, policies[i]->name) == 0) {
+            *out = (mk_policy)i;
+            return MK_OK;
+        }
+    }
+    return MK_EINVAL;
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
+
+/* A hash of everything two builds must agree on to share a region. */
+static uint64_t layout_signature(void) {
+    const uint64_t facts[] = {
+        sizeof(mk__hdr),   offsetof(mk__hdr, c),      offsetof(mk__hdr, user),
+        offsetof(mk__hdr, lock), sizeof(mk__journal), sizeof(mk__undo),
+        MK__GRAIN,         MK__TAGW,                  MK__CACHE_LINE,
+        MK__TAG_SHIFT,     MK__JOURNAL_CAP,           (uint64_t)_Alignof(max_align_t),
+        UINT64_C(0x0102030405060708) & 0xFF, /* endianness: first byte when stored */
+    };
+    uint64_t x = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
+        uint64_t f = facts[i];
+        unsigned char bytes[8];
+        memcpy(bytes, &f, 8);
+        for (int k = 0; k < 8; k++) x = (x ^ bytes[k]) * UINT64_C(0x100000001b3);
+    }
+    for (unsigned i = 0; i < MK_POLICY_COUNT; i++)
+        x = (x ^ (policies[i]->state_size * 131 + policies[i]->min_span)) * UINT64_C(0x100000001b3);
+    return x;
+}
+
+typedef struct layout {
+    mk_off state_off, journal_off, data_start;
+} layout;
+
+static layout compute_layout(const mk__policy_ops *ops, unsigned flags) {
+    layout l;
+    l.state_off = round_up(sizeof(mk__hdr), MK__CACHE_LINE);
+    uint64_t end = l.state_off + ops->state_size;
+    l.journal_off = 0;
+    if (flags & MK_REGION_JOURNAL) {
+        l.journal_off = round_up(end, MK__CACHE_LINE);
+        end = l.journal_off + sizeof(mk__journal) + MK__JOURNAL_CAP * sizeof(mk__undo);
+    }
+    l.data_start = round_up(end, MK__GRAIN) + 8; /* payloads 16-aligned */
+    return l;
+}
+
+size_t mk_region_min_size(mk_policy policy, unsigned flags) {
+    if ((unsigned)policy >= MK_POLICY_COUNT || (flags & ~MK_REGION_JOURNAL)) return 0;
+    const mk__policy_ops *ops = policies[policy];
+    layout l = compute_layout(ops, flags);
+    uint64_t slack = ops->coalesces ? 0 : MK_REGION_MAX_ALIGN; /* buddy aligns its arena */
+    return (size_t)(l.data_start + slack + ops->min_span + 8);
+}
+
+/* Last possible sentinel offset for a range of size bytes (% 16 == 8). */
+static mk_off end_for(uint64_t size) { return ((size - 8) & ~(uint64_t)(MK__GRAIN - 1)) - 8; }
+
+int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, mk_region **out) {
+    if (!base || !out || (uintptr_t)base % MK__GRAIN) return MK_EINVAL;
+    size_t min = mk_region_min_size(policy, flags);
+    if (!min || size < min || (uint64_t)size > MK_REGION_MAX_SIZE) return MK_EINVAL;
+    const mk__policy_ops *ops = policies[policy];
+    layout l = compute_layout(ops, flags);
+    mk__hdr *h = (mk__hdr *)base;
+    memset(h, 0, (size_t)l.data_start);
+    h->version = MK__VERSION;
+    h->hdr_size = sizeof(mk__hdr);
+    h->signature = layout_signature();
+    h->size = size;
+    h->policy = (uint32_t)policy;
+    h->flags = flags;
+    mk__os_random(&h->secret, sizeof h->secret);
+    h->state_off = l.state_off;
+    h->data_start = l.data_start;
+    h->data_end = end_for(size);
+    if (l.journal_off) {
+        h->journal_off = l.journal_off;
+        mk__journal *j = (mk__journal *)(void *)mk__word(h, l.journal_off);
+        j->cap = MK__JOURNAL_CAP;
+    }
+    ops->init(h);
+    if (ops->coalesces) {
+        *mk__word(h, h->data_end) = mk__pack(h, h->data_end, 0, 0);
+        uint64_t span = h->data_end - h->data_start;
+        uint64_t w = mk__pack(h, h->data_start, span, MK__F_FREE);
+        *mk__word(h, h->data_start) = w;
+        *mk__word(h, h->data_end - 8) = w;
+        *mk__word(h, h->data_end) |= MK__F_PREV_FREE;
+        ops->insert(h, h->data_start);
+    }
+    /* The magic goes last: a half-formatted range is never mistaken for a region. */
+    atomic_signal_fence(memory_order_seq_cst);
+    h->magic = MK__MAGIC;
+    *out = (mk_region *)base;
+    return MK_OK;
+}
+
+int mk_region_attach(void *base, size_t mapped, mk_region **out) {
+    if (!base || !out || (uintptr_t)base % MK__GRAIN) return MK_EINVAL;
+    if (mapped < sizeof(mk__hdr)) return MK_ETRUNCATED;
+    const mk__hdr *h = (const mk__hdr *)base;
+    if (h->magic != MK__MAGIC) return MK_EBADMAGIC;
+    if (h->version != MK__VERSION) return MK_EVERSION;
+    if (h->signature != layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
+    if (h->size > mapped) return MK_ETRUNCATED;
+    if (h->policy >= MK_POLICY_COUNT || (h->flags & ~MK_REGION_JOURNAL)) return MK_ECORRUPT;
+    const mk__policy_ops *ops = policies[h->policy];
+    layout l = compute_layout(ops, h->flags);
+    /* Every offset the engine starts from must be where this build puts it. */
+    if (h->state_off != l.state_off || h->journal_off != l.journal_off) return MK_ECORRUPT;
+    if (h->data_start < l.data_start || h->data_start % MK__GRAIN != 8 ||
+        h->data_end % MK__GRAIN != 8 || h->data_end <= h->data_start || h->size < 16 ||
+        h->data_end > end_for(h->size) || h->size > MK_REGION_MAX_SIZE)
+        return MK_ECORRUPT;
+    if (h->journal_off) {
+        const mk__journal *j = (const mk__journal *)(const void *)mk__word(h, h->journal_off);
+        if (j->cap != MK__JOURNAL_CAP) return MK_ECORRUPT;
+    }
+    *out = (mk_region *)base;
+    return MK_OK;
+}
+
+size_t mk_region_size(const mk_region *r) { return r ? (size_t)mk__hc(r)->size : 0; }
+
+mk_policy mk_region_policy(const mk_region *r) { return (mk_policy)mk__hc(r)->policy; }
+
+/* ---- counters ---------------------------------------------------------------- */
+
+static void count_used(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks) {
+    uint64_t used = h->c.bytes_used + add - sub;
+    mk__set(h, &h->c.bytes_used, used);
+    if (blocks) mk__set(h, &h->c.blocks_used, h->c.blocks_used + (uint64_t)blocks);
+    if (used > h->c.peak_used) mk__set(h, &h->c.peak_used, used);
+}
+
+static void bump(mk__hdr *h, uint64_t *counter) { mk__set(h, counter, *counter + 1); }
+
+/* ---- checks of caller input ----------------------------------------------------- */
+
+static int check_align(size_t *align) {
+    if (*align == 0) *align = MK_REGION_DEFAULT_ALIGN;
+    if ((*align & (*align - 1)) || *align > MK_REGION_MAX_ALIGN) return MK_EALIGN;
+    if (*align < MK__GRAIN) *align = MK__GRAIN;
+    return MK_OK;
+}
+
+/* Is off the payload of a live block? Sets *b to its block. */
+static int live_block(const mk__hdr *h, mk_off off, mk_off *b) {
+    if (off < h->data_start + MK__TAGW || off >= h->data_end || off % MK__GRAIN) return MK_EBADOFF;
+    mk_off blk = off - MK__TAGW;
+    uint64_t w = mk__get(h, blk);
+    if (!mk__tag_ok(h, blk, w)) return MK_EBADOFF;
+    uint64_t span = mk__span(w);
+    if (span < mk__ops(h)->min_span || span > h->data_end - blk) return MK_ECORRUPT;
+    if (w & MK__F_FREE) return MK_EDOUBLEFREE;
+    *b = blk;
+    return MK_OK;
+}
+
+/* Before merging, make sure the neighbours are what their tags say, so that
+ * a damaged region gives an error instead of a write through a bad offset. */
+static int neighbours_ok(const mk__hdr *h, mk_off b) {
+    const mk__policy_ops *ops = mk__ops(h);
+    if (!ops->coalesces) return MK_OK;
+    uint64_t w = mk__get(h, b);
+    mk_off n = b + mk__span(w);
+    uint64_t nw = mk__get(h, n);
+    if (!mk__tag_ok(h, n, nw)) return MK_ECORRUPT;
+    if ((nw & MK__F_FREE) && !mk__valid_free_block(h, n)) return MK_ECORRUPT;
+    if (n == h->data_end && mk__span(nw) != 0) return MK_ECORRUPT;
+    if (w & MK__F_PREV_FREE) {
+        uint64_t pspan = mk__span(mk__get(h, b - 8));
+        if (pspan > b - h->data_start || !mk__valid_free_block(h, b - pspan)) return MK_ECORRUPT;
+    }
+    return MK_OK;
+}
+
+static int usable_check(const mk__hdr *h) {
+    return h->policy < MK_POLICY_COUNT ? MK_OK : MK_ECORRUPT;
+}
+
+/* ---- operations ------------------------------------------------------------------ */
+
+int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
+    if (!r || !out) return MK_EINVAL;
+    mk__hdr *h = mk__h(r);
+    int rc = usable_check(h);
+    if (rc == MK_OK) rc = check_align(&align);
+    if (rc != MK_OK) return rc;
+    if (size > h->data_end - h->data_start) return MK_ETOOBIG;
+    const mk__policy_ops *ops = mk__ops(h);
+    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
+    mk_off b = 0;
+    mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
+    rc = ops->alloc(h, span, align, &b);
+    if (rc == MK_OK) {
+        count_used(h, mk__bspan(h, b), 0, 1);
+        bump(h, &h->c.n_alloc);
+        *out = b + MK__TAGW;
+    } else if (rc == MK_ENOMEM) {
+        bump(h, &h->c.n_failed);
+    }
+    mk__journal_end(h);
+    return rc;
+}
+
+int mk_region_free(mk_region *r, mk_off off) {
+    if (!r) return MK_EINVAL;
+    mk__hdr *h = mk__h(r);
+    mk_off b = 0;
+    int rc = usable_check(h);
+    if (rc == MK_OK) rc = live_block(h, off, &b);
+    if (rc == MK_OK) rc = neighbours_ok(h, b);
+    if (rc != MK_OK) return rc;
+    uint64_t span = mk__bspan(h, b);
+    mk__journal_begin(h, MK__OP_FREE, off, 0, 0);
+    mk__ops(h)->release(h, b);
+    count_used(h, 0, span, -1);
+    bump(h, &h->c.n_free);
+    mk__journal_end(h);
+    return MK_OK;
+}
+
+/* A moved block's new payload held free-block metadata (links, footer)
+ * that the copy overwrites; log those words so an undo restores them. */
+static void journal_payload_words(mk__hdr *h, mk_off b) {
+    if (!h->journal_off) return;
+    uint64_t span = mk__bspan(h, b);
+    for (uint64_t k = MK__LINK0; k <= MK__LINK2 && k + 8 <= span; k += 8)
+        mk__journal_log(h, mk__word(h, b + k));
+    mk__journal_log(h, mk__word(h, b + span - 8));
+}
+
+static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
+    const mk__policy_ops *ops = mk__ops(h);
+    int rc = ops->alloc(h, span, MK__GRAIN, nb);
+    if (rc != MK_OK) return rc;
+    journal_payload_words(h, *nb);
+    uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);
+    uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW;
+    memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, b + MK__TAGW), keep);
+    if (ops->coalesces && neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
+    ops->release(h, b);
+    return MK_OK;
+}
+
+int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
+    if (!r || !out) return MK_EINVAL;
+    if (off == 0) return mk_region_alloc(r, size, 0, out);
+    mk__hdr *h = mk__h(r);
+    mk_off b = 0;
+    int rc = usable_check(h);
+    if (rc == MK_OK) rc = live_block(h, off, &b);
+    if (rc == MK_OK) rc = neighbours_ok(h, b);
+    if (rc != MK_OK) return rc;
+    if (size > h->data_end - h->data_start) return MK_ETOOBIG;
+    const mk__policy_ops *ops = mk__ops(h);
+    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
+    uint64_t old_span = mk__bspan(h, b);
+    mk__journal_begin(h, MK__OP_REALLOC, off, size, 0);
+    rc = ops->resize(h, b, span);
+    mk_off nb = b;
+    if (rc == MK_ENOMEM) rc = move_block(h, b, span, &nb);
+    if (rc == MK_OK) {
+        count_used(h, mk__bspan(h, nb), old_span, 0);
+        bump(h, &h->c.n_realloc);
+        *out = nb + MK__TAGW;
+    } else if (rc == MK_ENOMEM) {
+        bump(h, &h->c.n_failed);
+    }
+    mk__journal_end(h);
+    return rc;
+}
+
+int mk_region_usable_size(const mk_region *r, mk_off off, size_t *out) {
+    if (!r || !out) return MK_EINVAL;
+    const mk__hdr *h = mk__hc(r);
+    mk_off b = 0;
+    int rc = usable_check(h);
+    if (rc == MK_OK) rc = live_block(h, off, &b);
+    if (rc != MK_OK) return rc;
+    *out = (size_t)(mk__bspan(h, b) - MK__TAGW);
+    return MK_OK;
+}
+
+int mk_region_grow(mk_region *r, size_t new_size) {
+    if (!r) return MK_EINVAL;
+    mk__hdr *h = mk__h(r);
+    int rc = usable_check(h);
+    if (rc != MK_OK) return rc;
+    if (new_size < h->size || (uint64_t)new_size > MK_REGION_MAX_SIZE) return MK_EINVAL;
+    const mk__policy_ops *ops = mk__ops(h);
+    if (!ops->grow) return MK_ENOTSUP;
+    mk_off new_end = end_for(new_size);
+    mk__journal_begin(h, MK__OP_GROW, new_size, 0, 0);
+    mk__set(h, &h->size, new_size);
+    if (new_end >= h->data_end + ops->min_span) rc = ops->grow(h, new_end);
+    mk__journal_end(h);
+    return rc;
+}
+
+int mk__region_user_bit(mk_region *r, mk_off off, int set) {
+    if (!r) return MK_EINVAL;
+    mk__hdr *h = mk__h(r);
+    mk_off b = 0;
+    int rc = usable_check(h);
+    if (rc == MK_OK) rc = live_block(h, off, &b);
+    if (rc != MK_OK) return rc;
+    uint64_t w = mk__get(h, b);
+    int was = (w & MK__F_USER) != 0;
+    if (set >= 0 && was != (set != 0)) {
+        mk__journal_begin(h, MK__OP_USER, off, (uint64_t)set, 0);
+        mk__set_at(h, b, set ? (w | MK__F_USER) : (w & ~MK__F_USER));
+        mk__journal_end(h);
+    }
+    return was;
+}

@@ -60,7 +60,7 @@ int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
     uint64_t want = align <= MK__GRAIN ? span : span + align + ops->min_span;
     mk_off b = ops->find(h, want);
     if (!b) return MK_ENOMEM;
-    if (!mk__valid_free_block(h, b) || mk__bspan(h, b) < want) return MK_ECORRUPT;
+    if (!mk__plausible_free(h, b) || mk__bspan(h, b) < want) return MK_ECORRUPT;
     ops->remove(h, b);
     if (align > MK__GRAIN) {
         uint64_t gap = align_gap(h, b, align, ops->min_span);

@@ -63,7 +63,7 @@ void mk__journal_end(mk__hdr *h) {
  * fields or the journal itself, whatever a damaged journal says. */
 static bool undo_target_ok(const mk__hdr *h, mk_off off) {
     if (off % 8 != 0) return false;
-    if (off == offsetof(mk__hdr, size) || off == offsetof(mk__hdr, data_end)) return true;
+    if (off == offsetof(mk__hdr, data_end)) return true;
     if (off >= offsetof(mk__hdr, c) && off < offsetof(mk__hdr, lock)) return true;
     const mk__policy_ops *ops = mk__ops(h);
     if (off >= h->state_off && off < h->state_off + ops->state_size) return true;

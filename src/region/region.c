@@ -81,7 +81,7 @@ size_t mk_region_min_size(mk_policy policy, unsigned flags) {
 }
 
 /* Last possible sentinel offset for a range of size bytes (% 16 == 8). */
-static mk_off end_for(uint64_t size) { return ((size - 8) & ~(uint64_t)(MK__GRAIN - 1)) - 8; }
+static mk_off end_for(uint64_t size) { return ((size - 16) & ~(uint64_t)(MK__GRAIN - 1)) + 8; }
 
 int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, mk_region **out) {
     if (!base || !out || (uintptr_t)base % MK__GRAIN) return MK_EINVAL;
@@ -101,11 +101,6 @@ int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, 
     h->state_off = l.state_off;
     h->data_start = l.data_start;
     h->data_end = end_for(size);
-    if (l.journal_off) {
-        h->journal_off = l.journal_off;
-        mk__journal *j = (mk__journal *)(void *)mk__word(h, l.journal_off);
-        j->cap = MK__JOURNAL_CAP;
-    }
     ops->init(h);
     if (ops->coalesces) {
         *mk__word(h, h->data_end) = mk__pack(h, h->data_end, 0, 0);
@@ -115,6 +110,12 @@ int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, 
         *mk__word(h, h->data_end - 8) = w;
         *mk__word(h, h->data_end) |= MK__F_PREV_FREE;
         ops->insert(h, h->data_start);
+    }
+    /* The journal starts now: formatting has nothing to undo. */
+    if (l.journal_off) {
+        mk__journal *j = (mk__journal *)(void *)mk__word(h, l.journal_off);
+        j->cap = MK__JOURNAL_CAP;
+        h->journal_off = l.journal_off;
     }
     /* The magic goes last: a half-formatted range is never mistaken for a region. */
     atomic_signal_fence(memory_order_seq_cst);
@@ -188,17 +189,18 @@ static int live_block(const mk__hdr *h, mk_off off, mk_off *b) {
 /* Before merging, make sure the neighbours are what their tags say, so that
  * a damaged region gives an error instead of a write through a bad offset. */
 static int neighbours_ok(const mk__hdr *h, mk_off b) {
-    const mk__policy_ops *ops = mk__ops(h);
-    if (!ops->coalesces) return MK_OK;
+    if (!mk__ops(h)->coalesces) return MK_OK;
     uint64_t w = mk__get(h, b);
     mk_off n = b + mk__span(w);
     uint64_t nw = mk__get(h, n);
     if (!mk__tag_ok(h, n, nw)) return MK_ECORRUPT;
-    if ((nw & MK__F_FREE) && !mk__valid_free_block(h, n)) return MK_ECORRUPT;
-    if (n == h->data_end && mk__span(nw) != 0) return MK_ECORRUPT;
+    if (n == h->data_end ? mk__span(nw) != 0 : mk__span(nw) > h->data_end - n) return MK_ECORRUPT;
     if (w & MK__F_PREV_FREE) {
-        uint64_t pspan = mk__span(mk__get(h, b - 8));
-        if (pspan > b - h->data_start || !mk__valid_free_block(h, b - pspan)) return MK_ECORRUPT;
+        uint64_t foot = mk__get(h, b - 8); /* the predecessor's footer */
+        uint64_t pspan = mk__span(foot);
+        if (pspan > b - h->data_start || !mk__plausible_free(h, b - pspan) ||
+            mk__get(h, b - pspan) != foot)
+            return MK_ECORRUPT;
     }
     return MK_OK;
 }
@@ -320,8 +322,11 @@ int mk_region_grow(mk_region *r, size_t new_size) {
     const mk__policy_ops *ops = mk__ops(h);
     if (!ops->grow) return MK_ENOTSUP;
     mk_off new_end = end_for(new_size);
+    /* size is not journaled: after an undone grow the range is still mapped,
+     * and a size above data_end is consistent. Keeping it also keeps the
+     * undo records of the new sentinel inside bounds if recovery reruns. */
+    h->size = new_size;
     mk__journal_begin(h, MK__OP_GROW, new_size, 0, 0);
-    mk__set(h, &h->size, new_size);
     if (new_end >= h->data_end + ops->min_span) rc = ops->grow(h, new_end);
     mk__journal_end(h);
     return rc;

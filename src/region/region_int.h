@@ -81,7 +81,9 @@ typedef struct mk__hdr {
     mk_off data_end;    /* end sentinel */
     mk__counters c;
     uint64_t user[8]; /* for the layers above (the shared heap's directory...) */
-    _Alignas(64) unsigned char lock[64]; /* room for a process-shared lock */
+    /* Room for a process-shared lock. 8-byte aligned (all a mutex needs);
+     * not _Alignas(64), which would demand a 64-aligned base of callers. */
+    unsigned char lock[64];
 } mk__hdr;
 
 /* One undo record: the word at off held old before the write. */
@@ -238,6 +240,16 @@ bool mk__valid_free_block(const mk__hdr *h, mk_off b);
  * live block whose payload is at off. Returns the bit's value before the
  * call (0 or 1), or MK_EBADOFF / MK_EDOUBLEFREE. Journaled like any write. */
 int mk__region_user_bit(mk_region *r, mk_off off, int set);
+
+/* The hot-path check of a free block the engine is about to follow: range,
+ * tag, FREE and span; everything on the header's cache line. Validation
+ * (mk__valid_free_block) also reads the footer, on another line. */
+static inline bool mk__plausible_free(const mk__hdr *h, mk_off b) {
+    if (b < h->data_start || b >= h->data_end || b % MK__GRAIN != 8) return false;
+    uint64_t w = mk__get(h, b);
+    return (w & MK__F_FREE) && mk__tag_ok(h, b, w) && mk__span(w) <= h->data_end - b &&
+           mk__span(w) >= MK__GRAIN * 2;
+}
 
 /* ---- the boundary-tag engine (block.c) ------------------------------------------ */
 int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);

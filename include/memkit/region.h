@@ -57,6 +57,14 @@ enum mk_region_flags {
      *  interrupted by a crash can be rolled back (mk_region_recover()).
      *  Costs a few stores per write and some header space. */
     MK_REGION_JOURNAL = 1u << 0,
+    /** Deferred coalescing for small blocks (spans up to 1 KiB): a freed
+     *  block is parked on a short LIFO list of its exact size and handed
+     *  out again in O(1) without touching its neighbours, as glibc's
+     *  tcache does. Parked blocks count as free in the statistics; they
+     *  are merged back when an allocation would otherwise fail. Changes
+     *  which block a policy picks, so leave it off to study a policy's
+     *  pure behaviour. Not with MK_POLICY_BUDDY (MK_EINVAL). */
+    MK_REGION_QUICK = 1u << 1,
 };
 
 /** Default alignment of every block's payload. */

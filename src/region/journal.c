@@ -66,6 +66,7 @@ static bool undo_target_ok(const mk__hdr *h, mk_off off) {
     if (off == offsetof(mk__hdr, data_end)) return true;
     if (off >= offsetof(mk__hdr, c) && off < offsetof(mk__hdr, lock)) return true;
     const mk__policy_ops *ops = mk__ops(h);
+    if (h->quick_off && off >= h->quick_off && off < h->quick_off + sizeof(mk__quick)) return true;
     if (off >= h->state_off && off < h->state_off + ops->state_size) return true;
     return off >= h->data_start && off + 8 <= h->size;
 }

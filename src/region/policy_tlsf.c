@@ -59,9 +59,16 @@ static mk_off first_of_class(const tlsf_state *s, unsigned fl, unsigned sl) {
 
 static mk_off tlsf_find(mk__hdr *h, uint64_t span) {
     const tlsf_state *s = st(h);
+    unsigned fl, sl;
+    /* The most recently freed block of the request's own class, if it is
+     * large enough: reuse of warm memory, and less splitting. */
+    mapping(span, &fl, &sl);
+    if (fl < FL_COUNT) {
+        mk_off b = s->head[fl][sl];
+        if (b && b < h->data_end && mk__bspan(h, b) >= span) return b;
+    }
     uint64_t rounded = span;
     if (span >= SMALL) rounded += (UINT64_C(1) << (msb(span) - SL_LOG)) - 1;
-    unsigned fl, sl;
     mapping(rounded, &fl, &sl);
     if (fl < FL_COUNT) {
         mk_off b = first_of_class(s, fl, sl);

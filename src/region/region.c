@@ -55,14 +55,21 @@ static uint64_t layout_signature(void) {
     return x;
 }
 
+#define FLAGS_ALL (MK_REGION_JOURNAL | MK_REGION_QUICK)
+
 typedef struct layout {
-    mk_off state_off, journal_off, data_start;
+    mk_off state_off, quick_off, journal_off, data_start;
 } layout;
 
 static layout compute_layout(const mk__policy_ops *ops, unsigned flags) {
     layout l;
     l.state_off = round_up(sizeof(mk__hdr), MK__CACHE_LINE);
     uint64_t end = l.state_off + ops->state_size;
+    l.quick_off = 0;
+    if (flags & MK_REGION_QUICK) {
+        l.quick_off = round_up(end, MK__CACHE_LINE);
+        end = l.quick_off + sizeof(mk__quick);
+    }
     l.journal_off = 0;
     if (flags & MK_REGION_JOURNAL) {
         l.journal_off = round_up(end, MK__CACHE_LINE);
@@ -73,8 +80,9 @@ static layout compute_layout(const mk__policy_ops *ops, unsigned flags) {
 }
 
 size_t mk_region_min_size(mk_policy policy, unsigned flags) {
-    if ((unsigned)policy >= MK_POLICY_COUNT || (flags & ~MK_REGION_JOURNAL)) return 0;
+    if ((unsigned)policy >= MK_POLICY_COUNT || (flags & ~FLAGS_ALL)) return 0;
     const mk__policy_ops *ops = policies[policy];
+    if ((flags & MK_REGION_QUICK) && !ops->coalesces) return 0; /* buddy merges by itself */
     layout l = compute_layout(ops, flags);
     uint64_t slack = ops->coalesces ? 0 : MK_REGION_MAX_ALIGN; /* buddy aligns its arena */
     return (size_t)(l.data_start + slack + ops->min_span + 8);
@@ -99,6 +107,7 @@ int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, 
     h->flags = flags;
     mk__os_random(&h->secret, sizeof h->secret);
     h->state_off = l.state_off;
+    h->quick_off = l.quick_off;
     h->data_start = l.data_start;
     h->data_end = end_for(size);
     ops->init(h);
@@ -132,11 +141,13 @@ int mk_region_attach(void *base, size_t mapped, mk_region **out) {
     if (h->version != MK__VERSION) return MK_EVERSION;
     if (h->signature != layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
     if (h->size > mapped) return MK_ETRUNCATED;
-    if (h->policy >= MK_POLICY_COUNT || (h->flags & ~MK_REGION_JOURNAL)) return MK_ECORRUPT;
+    if (h->policy >= MK_POLICY_COUNT || (h->flags & ~FLAGS_ALL)) return MK_ECORRUPT;
     const mk__policy_ops *ops = policies[h->policy];
     layout l = compute_layout(ops, h->flags);
     /* Every offset the engine starts from must be where this build puts it. */
-    if (h->state_off != l.state_off || h->journal_off != l.journal_off) return MK_ECORRUPT;
+    if (h->state_off != l.state_off || h->journal_off != l.journal_off ||
+        h->quick_off != l.quick_off || (h->quick_off && !ops->coalesces))
+        return MK_ECORRUPT;
     if (h->data_start < l.data_start || h->data_start % MK__GRAIN != 8 ||
         h->data_end % MK__GRAIN != 8 || h->data_end <= h->data_start || h->size < 16 ||
         h->data_end > end_for(h->size) || h->size > MK_REGION_MAX_SIZE)
@@ -181,14 +192,14 @@ static int live_block(const mk__hdr *h, mk_off off, mk_off *b) {
     if (!mk__tag_ok(h, blk, w)) return MK_EBADOFF;
     uint64_t span = mk__span(w);
     if (span < mk__ops(h)->min_span || span > h->data_end - blk) return MK_ECORRUPT;
-    if (w & MK__F_FREE) return MK_EDOUBLEFREE;
+    if (w & (MK__F_FREE | MK__F_QUICK)) return MK_EDOUBLEFREE;
     *b = blk;
     return MK_OK;
 }
 
 /* Before merging, make sure the neighbours are what their tags say, so that
  * a damaged region gives an error instead of a write through a bad offset. */
-static int neighbours_ok(const mk__hdr *h, mk_off b) {
+int mk__neighbours_ok(const mk__hdr *h, mk_off b) {
     if (!mk__ops(h)->coalesces) return MK_OK;
     uint64_t w = mk__get(h, b);
     mk_off n = b + mk__span(w);
@@ -205,11 +216,27 @@ static int neighbours_ok(const mk__hdr *h, mk_off b) {
     return MK_OK;
 }
 
+static uint64_t quick_parked(const mk__hdr *h) {
+    return ((const mk__quick *)(const void *)mk__word(h, h->quick_off))->blocks;
+}
+
 static int usable_check(const mk__hdr *h) {
     return h->policy < MK_POLICY_COUNT ? MK_OK : MK_ECORRUPT;
 }
 
 /* ---- operations ------------------------------------------------------------------ */
+
+/* The policy's allocation; when nothing fits, merge the parked quick
+ * blocks back and try once more. */
+static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b) {
+    const mk__policy_ops *ops = mk__ops(h);
+    int rc = ops->alloc(h, span, align, b);
+    if (rc == MK_ENOMEM && h->quick_off && quick_parked(h)) {
+        rc = mk__quick_flush(h);
+        if (rc == MK_OK) rc = ops->alloc(h, span, align, b);
+    }
+    return rc;
+}
 
 int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     if (!r || !out) return MK_EINVAL;
@@ -222,7 +249,12 @@ int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
-    rc = ops->alloc(h, span, align, &b);
+    rc = MK_ENOMEM;
+    if (h->quick_off && align <= MK__GRAIN) {
+        b = mk__quick_pop(h, span, &rc);
+        if (b) rc = MK_OK;
+    }
+    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, &b);
     if (rc == MK_OK) {
         count_used(h, mk__bspan(h, b), 0, 1);
         bump(h, &h->c.n_alloc);
@@ -240,11 +272,17 @@ int mk_region_free(mk_region *r, mk_off off) {
     mk_off b = 0;
     int rc = usable_check(h);
     if (rc == MK_OK) rc = live_block(h, off, &b);
-    if (rc == MK_OK) rc = neighbours_ok(h, b);
     if (rc != MK_OK) return rc;
     uint64_t span = mk__bspan(h, b);
     mk__journal_begin(h, MK__OP_FREE, off, 0, 0);
-    mk__ops(h)->release(h, b);
+    if (!h->quick_off || !mk__quick_push(h, b)) {
+        rc = mk__neighbours_ok(h, b);
+        if (rc != MK_OK) {
+            mk__journal_end(h);
+            return rc;
+        }
+        mk__ops(h)->release(h, b);
+    }
     count_used(h, 0, span, -1);
     bump(h, &h->c.n_free);
     mk__journal_end(h);
@@ -263,13 +301,13 @@ static void journal_payload_words(mk__hdr *h, mk_off b) {
 
 static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
-    int rc = ops->alloc(h, span, MK__GRAIN, nb);
+    int rc = alloc_or_flush(h, span, MK__GRAIN, nb);
     if (rc != MK_OK) return rc;
     journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);
     uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW;
     memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, b + MK__TAGW), keep);
-    if (ops->coalesces && neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
+    if (ops->coalesces && mk__neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
     ops->release(h, b);
     return MK_OK;
 }
@@ -281,7 +319,7 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     mk_off b = 0;
     int rc = usable_check(h);
     if (rc == MK_OK) rc = live_block(h, off, &b);
-    if (rc == MK_OK) rc = neighbours_ok(h, b);
+    if (rc == MK_OK) rc = mk__neighbours_ok(h, b);
     if (rc != MK_OK) return rc;
     if (size > h->data_end - h->data_start) return MK_ETOOBIG;
     const mk__policy_ops *ops = mk__ops(h);

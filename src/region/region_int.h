@@ -5,6 +5,7 @@
  *
  *   0            mk__hdr: identity, sizes, counters, room for a lock
  *   state_off    the policy's free-structure roots (ops->state_size bytes)
+ *   quick_off    quick lists (only with MK_REGION_QUICK), else 0
  *   journal_off  the undo journal (only with MK_REGION_JOURNAL), else 0
  *   data_start   first block; blocks tile [data_start, data_end)
  *   data_end     the end sentinel: a header word with span 0, always "used"
@@ -49,6 +50,7 @@
 #define MK__F_FREE UINT64_C(1)
 #define MK__F_PREV_FREE UINT64_C(2)
 #define MK__F_USER UINT64_C(4) /* one bit for the layer above (pool: protected) */
+#define MK__F_QUICK UINT64_C(8) /* parked on a quick list (deferred coalescing) */
 #define MK__F_MASK UINT64_C(0xF)
 #define MK__SPAN_MASK UINT64_C(0x0000FFFFFFFFFFF0)
 #define MK__TAG_SHIFT 48
@@ -77,6 +79,7 @@ typedef struct mk__hdr {
     uint64_t secret;    /* key of the block check tags */
     mk_off state_off;   /* policy state */
     mk_off journal_off; /* undo journal, 0 when none */
+    mk_off quick_off;   /* quick lists, 0 when none */
     mk_off data_start;  /* first block */
     mk_off data_end;    /* end sentinel */
     mk__counters c;
@@ -106,6 +109,37 @@ typedef struct mk__journal {
 } mk__journal;
 
 #define MK__JOURNAL_CAP 2048u
+
+/* ---- quick lists (quick.c) -------------------------------------------------
+ * Deferred coalescing for small blocks, like dlmalloc's fastbins or glibc's
+ * tcache: a freed block of span <= MK__QUICK_MAX is parked, still "used" to
+ * its neighbours, on a LIFO list of its exact span; an allocation of that
+ * span takes it back in O(1), touching no neighbour and no free structure.
+ * Lists are capped, and flushed into the policy when an allocation fails. */
+#define MK__QUICK_MAX 1024u
+#define MK__QUICK_CLASSES (MK__QUICK_MAX / MK__GRAIN + 1)
+#define MK__QUICK_CAP 16u
+
+typedef struct mk__quick {
+    uint64_t blocks; /* parked blocks, all lists */
+    uint64_t bytes;  /* their spans */
+    mk_off head[MK__QUICK_CLASSES];
+    uint64_t count[MK__QUICK_CLASSES];
+} mk__quick;
+
+struct mk__vstate;
+/* Park used block b (span <= MK__QUICK_MAX) if its list has room: 1 if parked. */
+int mk__quick_push(mk__hdr *h, mk_off b);
+/* Take a parked block of exactly span: its offset, 0 if none, or
+ * MK_ECORRUPT through *err when the list is damaged. */
+mk_off mk__quick_pop(mk__hdr *h, uint64_t span, int *err);
+/* Release every parked block into the policy. MK_OK or MK_ECORRUPT. */
+int mk__quick_flush(mk__hdr *h);
+/* Whether used block b's neighbours are what their tags say: before merging. */
+int mk__neighbours_ok(const mk__hdr *h, mk_off b);
+/* Validation of the lists against the walk's count of QUICK blocks. */
+int mk__quick_check(const mk__hdr *h, struct mk__vstate *v, uint64_t walk_blocks,
+                    uint64_t walk_bytes);
 
 /* ---- validation context -------------------------------------------------- */
 typedef struct mk__vstate {

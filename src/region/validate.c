@@ -48,7 +48,7 @@ int mk_region_walk(const mk_region *r, mk_block_visitor visit, void *arg) {
         mk_block_info info = {.offset = b + MK__TAGW,
                               .size = span - MK__TAGW,
                               .span = span,
-                              .used = !(mk__get(h, b) & MK__F_FREE)};
+                              .used = !(mk__get(h, b) & (MK__F_FREE | MK__F_QUICK))};
         int rc = visit(&info, arg);
         if (rc) return rc;
         b += span;
@@ -74,7 +74,7 @@ static int check_header(const mk__hdr *h, mk__vstate *v) {
 /* The walk: tags, spans, boundary tags, counts. */
 static int check_blocks(const mk__hdr *h, mk__vstate *v) {
     const mk__policy_ops *ops = mk__ops(h);
-    uint64_t used_bytes = 0, used_blocks = 0;
+    uint64_t used_bytes = 0, used_blocks = 0, quick_bytes = 0, quick_blocks = 0;
     bool prev_free = false;
     mk_off b = h->data_start;
     while (b < h->data_end) {
@@ -92,6 +92,10 @@ static int check_blocks(const mk__hdr *h, mk__vstate *v) {
         if (is_free) {
             v->free_blocks++;
             v->free_bytes += span;
+        } else if (w & MK__F_QUICK) {
+            if (!h->quick_off) return mk__vfail(v, "parked block without quick lists", b);
+            quick_blocks++;
+            quick_bytes += span;
         } else {
             used_blocks++;
             used_bytes += span;
@@ -105,6 +109,10 @@ static int check_blocks(const mk__hdr *h, mk__vstate *v) {
         return mk__vfail(v, "end sentinel", b);
     if (ops->coalesces && !!(sw & MK__F_PREV_FREE) != prev_free)
         return mk__vfail(v, "PREV_FREE bit disagrees with the previous block", b);
+    if (h->quick_off) {
+        int rc = mk__quick_check(h, v, quick_blocks, quick_bytes);
+        if (rc != MK_OK) return rc;
+    }
     if (used_bytes != h->c.bytes_used) return mk__vfail(v, "counter bytes_used", 0);
     if (used_blocks != h->c.blocks_used) return mk__vfail(v, "counter blocks_used", 0);
     if (h->c.peak_used < h->c.bytes_used) return mk__vfail(v, "counter peak_used below bytes_used", 0);

@@ -47,9 +47,9 @@ static double now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static int run_policy(mk_policy policy, uint64_t seed, result *res) {
+static int run_policy(mk_policy policy, unsigned flags, uint64_t seed, result *res) {
     mk_pool *pool;
-    mk_pool_config cfg = {.size = (size_t)POOL_MB << 20, .policy = policy};
+    mk_pool_config cfg = {.size = (size_t)POOL_MB << 20, .policy = policy, .flags = flags};
     int rc = mk_pool_create(&cfg, &pool);
     if (rc != MK_OK) return rc;
     static void *ptr[SLOTS];
@@ -96,25 +96,42 @@ int main(int argc, char **argv) {
     printf("%d operations (alloc / free / realloc), %d slots, %d MiB pool each, seed %" PRIu64
            "\n\n",
            OPS, SLOTS, POOL_MB, seed);
-    printf("%-7s %10s %10s %9s %9s %8s %8s %8s %9s\n", "policy", "peak used", "peak live",
+    printf("%-11s %10s %10s %9s %9s %8s %8s %8s %9s\n", "policy", "peak used", "peak live",
            "overhead", "frag now", "blocks", "failed", "ns/op", "validate");
+    static const struct {
+        mk_policy policy;
+        unsigned flags;
+    } configs[] = {
+        {MK_POLICY_FIRST_FIT, 0},
+        {MK_POLICY_NEXT_FIT, 0},
+        {MK_POLICY_BEST_FIT, 0},
+        {MK_POLICY_WORST_FIT, 0},
+        {MK_POLICY_TLSF, 0},
+        {MK_POLICY_BUDDY, 0},
+        {MK_POLICY_TLSF, MK_POOL_QUICK},
+        {MK_POLICY_BEST_FIT, MK_POOL_QUICK},
+    };
     int status = 0;
-    for (int p = 0; p < MK_POLICY_COUNT; p++) {
+    for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
         result r;
-        int rc = run_policy((mk_policy)p, seed, &r);
+        char name[32];
+        snprintf(name, sizeof name, "%s%s", mk_policy_name(configs[c].policy),
+                 configs[c].flags & MK_POOL_QUICK ? "+quick" : "");
+        int rc = run_policy(configs[c].policy, configs[c].flags, seed, &r);
         if (rc != MK_OK) {
-            printf("%-7s error: %s\n", mk_policy_name((mk_policy)p), mk_strerror(rc));
+            printf("%-11s error: %s\n", name, mk_strerror(rc));
             status = 1;
             continue;
         }
-        printf("%-7s %9.2fM %9.2fM %8.3fx %9.3f %8" PRIu64 " %8" PRIu64 " %8.0f %9s\n",
-               mk_policy_name((mk_policy)p), (double)r.end.peak_used / 1048576.0,
-               (double)r.peak_live / 1048576.0, (double)r.end.peak_used / (double)r.peak_live,
-               r.end.fragmentation, r.end.blocks_used + r.end.blocks_free, r.end.n_failed,
-               r.seconds * 1e9 / OPS, r.validate == MK_OK ? "ok" : mk_strerror(r.validate));
+        printf("%-11s %9.2fM %9.2fM %8.3fx %9.3f %8" PRIu64 " %8" PRIu64 " %8.0f %9s\n", name,
+               (double)r.end.peak_used / 1048576.0, (double)r.peak_live / 1048576.0,
+               (double)r.end.peak_used / (double)r.peak_live, r.end.fragmentation,
+               r.end.blocks_used + r.end.blocks_free, r.end.n_failed, r.seconds * 1e9 / OPS,
+               r.validate == MK_OK ? "ok" : mk_strerror(r.validate));
         if (r.validate != MK_OK) status = 1;
     }
-    printf("\npeak used: bytes in live blocks at the peak, headers and rounding included\n"
+    printf("\n+quick:    with deferred coalescing of small blocks (MK_POOL_QUICK)\n"
+           "peak used: bytes in live blocks at the peak, headers and rounding included\n"
            "overhead:  peak used / peak live (what the policy costs over what was asked)\n"
            "frag now:  1 - largest free block / all free bytes, at the end\n");
     return status;

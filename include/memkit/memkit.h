@@ -11,9 +11,9 @@
 #ifndef MEMKIT_H
 #define MEMKIT_H
 
-#define MK_VERSION_MAJOR 0
-#define MK_VERSION_MINOR 1
-#define MK_VERSION_PATCH 0
+#define MK_VERSION_MAJOR  0
+#define MK_VERSION_MINOR  1
+#define MK_VERSION_PATCH  0
 #define MK_VERSION_STRING "0.1.0"
 
 #include "memkit/error.h"

@@ -54,6 +54,10 @@ enum mk_pool_flags {
     /** Serialise every operation with a (process-private) mutex. Without
      *  it the pool must be used by one thread at a time. */
     MK_POOL_THREADSAFE = 1u << 0,
+    /** Deferred coalescing of small blocks (the engine's MK_REGION_QUICK):
+     *  faster small alloc/free, at the cost of parking a little memory.
+     *  Not with MK_POLICY_BUDDY. */
+    MK_POOL_QUICK = 1u << 1,
 };
 
 /** Page protection bits for mk_pool_protect(); combine with |. */

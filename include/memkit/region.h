@@ -76,19 +76,19 @@ enum mk_region_flags {
 
 /** Statistics of a region (or of any memkit allocator). */
 typedef struct mk_stats {
-    uint64_t capacity;        /**< bytes managed for blocks (region size minus header) */
-    uint64_t bytes_used;      /**< bytes taken by live blocks, headers included */
-    uint64_t bytes_free;      /**< bytes in free blocks */
-    uint64_t blocks_used;     /**< live blocks */
-    uint64_t blocks_free;     /**< free blocks */
-    uint64_t peak_used;       /**< highest bytes_used since creation or reset */
-    uint64_t n_alloc;         /**< successful allocations (realloc moves excluded) */
-    uint64_t n_free;          /**< successful frees */
-    uint64_t n_realloc;       /**< successful reallocs */
-    uint64_t n_failed;        /**< allocations that failed for lack of space */
-    uint64_t largest_free;    /**< the largest free block's usable bytes */
-    uint64_t overhead;        /**< metadata bytes: header + per-block tags */
-    double fragmentation;     /**< 1 - largest_free / bytes_free (0 when nothing is free) */
+    uint64_t capacity;     /**< bytes managed for blocks (region size minus header) */
+    uint64_t bytes_used;   /**< bytes taken by live blocks, headers included */
+    uint64_t bytes_free;   /**< bytes in free blocks */
+    uint64_t blocks_used;  /**< live blocks */
+    uint64_t blocks_free;  /**< free blocks */
+    uint64_t peak_used;    /**< highest bytes_used since creation or reset */
+    uint64_t n_alloc;      /**< successful allocations (realloc moves excluded) */
+    uint64_t n_free;       /**< successful frees */
+    uint64_t n_realloc;    /**< successful reallocs */
+    uint64_t n_failed;     /**< allocations that failed for lack of space */
+    uint64_t largest_free; /**< the largest free block's usable bytes */
+    uint64_t overhead;     /**< metadata bytes: header + per-block tags */
+    double fragmentation;  /**< 1 - largest_free / bytes_free (0 when nothing is free) */
 } mk_stats;
 
 /** Where validation found damage. */
@@ -100,10 +100,10 @@ typedef struct mk_fault {
 
 /** What mk_region_walk() reports for each block. */
 typedef struct mk_block_info {
-    mk_off offset;  /**< offset of the payload (what alloc returned) */
-    uint64_t size;  /**< usable bytes of the payload */
-    uint64_t span;  /**< bytes the block occupies, its tag included */
-    int used;       /**< 1 when allocated, 0 when free */
+    mk_off offset; /**< offset of the payload (what alloc returned) */
+    uint64_t size; /**< usable bytes of the payload */
+    uint64_t span; /**< bytes the block occupies, its tag included */
+    int used;      /**< 1 when allocated, 0 when free */
 } mk_block_info;
 
 /** Callback for mk_region_walk(); return non-zero to stop the walk. */
@@ -125,8 +125,7 @@ size_t mk_region_min_size(mk_policy policy, unsigned flags);
  * @return MK_OK, MK_EINVAL (NULL, misaligned base, unknown policy or flag,
  *         size too small).
  */
-int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags,
-                     mk_region **out);
+int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, mk_region **out);
 
 /**
  * @brief Check the header of an existing region mapped at base and return

@@ -67,9 +67,13 @@ static size_t ptab_bytes_for(size_t size, size_t page) {
     return round16((ptab_entries_for(size, page) + 1u) / 2u);
 }
 
+static unsigned region_flags(unsigned pool_flags) {
+    return (pool_flags & MK_POOL_QUICK) ? MK_REGION_QUICK : 0;
+}
+
 size_t mk_pool_min_size(mk_policy policy, unsigned flags) {
-    if (flags & ~(unsigned)MK_POOL_THREADSAFE) return 0;
-    size_t rmin = mk_region_min_size(policy, 0);
+    if (flags & ~(unsigned)(MK_POOL_THREADSAFE | MK_POOL_QUICK)) return 0;
+    size_t rmin = mk_region_min_size(policy, region_flags(flags));
     if (rmin == 0) return 0;
     size_t page = mk__os_page_size();
     /* The table grows with the total; iterate to the fixed point. */
@@ -172,14 +176,15 @@ int mk_pool_create(const mk_pool_config *cfg, mk_pool **out) {
     pool->ptab = (unsigned char *)mem + ptab_off;
     pool->ptab_entries = ptab_entries_for(cfg->size, page);
     pool->ptab_base = (uintptr_t)mem / page * page;
-    /* The engine's header type is 64-aligned (its lock field), so the
-     * region starts on a 64-byte boundary: up to REGION_SLACK bytes lost. */
+    /* The region starts on a cache-line boundary (its header's hot
+     * counters then share no line with the pool's own fields): up to
+     * REGION_SLACK bytes lost. */
     uintptr_t rstart = ((uintptr_t)mem + ptab_off + ptab_bytes + 63u) & ~(uintptr_t)63u;
     pool->region_off = (size_t)(rstart - (uintptr_t)mem);
     memset(pool->ptab, 0, ptab_bytes);
 
     int rc = mk_region_create((char *)mem + pool->region_off, cfg->size - pool->region_off,
-                              cfg->policy, 0, &pool->region);
+                              cfg->policy, region_flags(cfg->flags), &pool->region);
     if (rc == MK_OK && (cfg->flags & MK_POOL_THREADSAFE))
         rc = mk__os_mutex_init(&pool->lock, false, NULL);
     if (rc != MK_OK) {

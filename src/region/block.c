@@ -39,7 +39,7 @@ static void take(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span)
         uint64_t w = mk__pack(h, rest, have - span, MK__F_FREE);
         mk__set_at(h, rest, w);
         mk__set_at(h, b + have - 8, w); /* the old footer becomes the rest's */
-        ops->insert(h, rest);            /* its successor keeps PREV_FREE */
+        ops->insert(h, rest);           /* its successor keeps PREV_FREE */
     } else {
         mk__set_at(h, b, mk__pack(h, b, have, 0));
         set_prev_free(h, b + have, false);

@@ -16,12 +16,12 @@
  */
 #include "region_int.h"
 
-#define SL_LOG 5
-#define SL_COUNT (1u << SL_LOG)
+#define SL_LOG    5
+#define SL_COUNT  (1u << SL_LOG)
 #define GRAIN_LOG 4
-#define FL_SHIFT (SL_LOG + GRAIN_LOG) /* 9 */
-#define SMALL (UINT64_C(1) << FL_SHIFT)
-#define FL_COUNT 32 /* spans below 2^(FL_SHIFT + FL_COUNT - 1) = 1 TiB */
+#define FL_SHIFT  (SL_LOG + GRAIN_LOG) /* 9 */
+#define SMALL     (UINT64_C(1) << FL_SHIFT)
+#define FL_COUNT  32 /* spans below 2^(FL_SHIFT + FL_COUNT - 1) = 1 TiB */
 
 typedef struct tlsf_state {
     uint64_t fl_map;
@@ -95,7 +95,8 @@ static void tlsf_insert(mk__hdr *h, mk_off b) {
     if (head) mk__set_at(h, head + MK__LINK1, b);
     mk__set(h, &s->head[fl][sl], b);
     if (!head) {
-        if (!(s->fl_map & (UINT64_C(1) << fl))) mk__set(h, &s->fl_map, s->fl_map | (UINT64_C(1) << fl));
+        if (!(s->fl_map & (UINT64_C(1) << fl)))
+            mk__set(h, &s->fl_map, s->fl_map | (UINT64_C(1) << fl));
         mk__set(h, &s->sl_map[fl], s->sl_map[fl] | (UINT64_C(1) << sl));
     }
 }
@@ -143,7 +144,8 @@ static int tlsf_check(const mk__hdr *h, mk__vstate *v) {
                     return mk__vfail(v, "tlsf: listed block is not a valid free block", b);
                 unsigned f, l;
                 mapping(mk__bspan(h, b), &f, &l);
-                if (f != fl || l != sl) return mk__vfail(v, "tlsf: block in the wrong size class", b);
+                if (f != fl || l != sl)
+                    return mk__vfail(v, "tlsf: block in the wrong size class", b);
                 if (mk__get(h, b + MK__LINK1) != prev)
                     return mk__vfail(v, "tlsf: prev link disagrees with list order", b);
             }

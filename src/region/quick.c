@@ -62,7 +62,6 @@ mk_off mk__quick_pop(mk__hdr *h, uint64_t span, int *err) {
     return b;
 }
 
-
 int mk__quick_flush(mk__hdr *h) {
     const mk__policy_ops *ops = mk__ops(h);
     for (unsigned c = 0; c < MK__QUICK_CLASSES; c++) {
@@ -88,7 +87,8 @@ int mk__quick_check(const mk__hdr *h, mk__vstate *v, uint64_t walk_blocks, uint6
             if (++n > q->count[c] || n > MK__QUICK_CAP)
                 return mk__vfail(v, "quick list longer than its count (cycle?)", b);
         }
-        if (n != q->count[c]) return mk__vfail(v, "quick list count", mk__offset_of(h, &q->count[c]));
+        if (n != q->count[c])
+            return mk__vfail(v, "quick list count", mk__offset_of(h, &q->count[c]));
         blocks += n;
         bytes += n * c * MK__GRAIN;
     }

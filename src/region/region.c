@@ -37,10 +37,18 @@ static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1)
 /* A hash of everything two builds must agree on to share a region. */
 static uint64_t layout_signature(void) {
     const uint64_t facts[] = {
-        sizeof(mk__hdr),   offsetof(mk__hdr, c),      offsetof(mk__hdr, user),
-        offsetof(mk__hdr, lock), sizeof(mk__journal), sizeof(mk__undo),
-        MK__GRAIN,         MK__TAGW,                  MK__CACHE_LINE,
-        MK__TAG_SHIFT,     MK__JOURNAL_CAP,           (uint64_t)_Alignof(max_align_t),
+        sizeof(mk__hdr),
+        offsetof(mk__hdr, c),
+        offsetof(mk__hdr, user),
+        offsetof(mk__hdr, lock),
+        sizeof(mk__journal),
+        sizeof(mk__undo),
+        MK__GRAIN,
+        MK__TAGW,
+        MK__CACHE_LINE,
+        MK__TAG_SHIFT,
+        MK__JOURNAL_CAP,
+        (uint64_t) _Alignof(max_align_t),
         UINT64_C(0x0102030405060708) & 0xFF, /* endianness: first byte when stored */
     };
     uint64_t x = UINT64_C(0xcbf29ce484222325);

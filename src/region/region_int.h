@@ -41,19 +41,19 @@
 
 #include "memkit/region.h"
 
-#define MK__MAGIC UINT64_C(0x4E4F494745524B4D) /* "MKREGION" little-endian */
-#define MK__VERSION 1u
-#define MK__GRAIN 16u
-#define MK__TAGW 8u /* bytes of a block's header word */
+#define MK__MAGIC      UINT64_C(0x4E4F494745524B4D) /* "MKREGION" little-endian */
+#define MK__VERSION    1u
+#define MK__GRAIN      16u
+#define MK__TAGW       8u /* bytes of a block's header word */
 #define MK__CACHE_LINE 64u
 
-#define MK__F_FREE UINT64_C(1)
+#define MK__F_FREE      UINT64_C(1)
 #define MK__F_PREV_FREE UINT64_C(2)
-#define MK__F_USER UINT64_C(4) /* one bit for the layer above (pool: protected) */
-#define MK__F_QUICK UINT64_C(8) /* parked on a quick list (deferred coalescing) */
-#define MK__F_MASK UINT64_C(0xF)
-#define MK__SPAN_MASK UINT64_C(0x0000FFFFFFFFFFF0)
-#define MK__TAG_SHIFT 48
+#define MK__F_USER      UINT64_C(4) /* one bit for the layer above (pool: protected) */
+#define MK__F_QUICK     UINT64_C(8) /* parked on a quick list (deferred coalescing) */
+#define MK__F_MASK      UINT64_C(0xF)
+#define MK__SPAN_MASK   UINT64_C(0x0000FFFFFFFFFFF0)
+#define MK__TAG_SHIFT   48
 
 /* Offsets of the link words inside a free block, from the block start. */
 #define MK__LINK0 8u
@@ -71,7 +71,7 @@ typedef struct mk__counters {
 typedef struct mk__hdr {
     uint64_t magic;
     uint32_t version;
-    uint32_t hdr_size; /* sizeof(mk__hdr) when written */
+    uint32_t hdr_size;  /* sizeof(mk__hdr) when written */
     uint64_t signature; /* mk__layout_signature() of the writer */
     uint64_t size;      /* bytes of the range, header included */
     uint32_t policy;    /* mk_policy */
@@ -99,10 +99,10 @@ typedef struct mk__undo {
 enum { MK__OP_NONE = 0, MK__OP_ALLOC, MK__OP_FREE, MK__OP_REALLOC, MK__OP_GROW, MK__OP_USER };
 
 typedef struct mk__journal {
-    uint64_t op;      /* MK__OP_* in progress, MK__OP_NONE when idle */
-    uint64_t args[3]; /* the operation's arguments */
-    uint64_t count;   /* valid undo records */
-    uint64_t cap;     /* capacity of rec[] */
+    uint64_t op;       /* MK__OP_* in progress, MK__OP_NONE when idle */
+    uint64_t args[3];  /* the operation's arguments */
+    uint64_t count;    /* valid undo records */
+    uint64_t cap;      /* capacity of rec[] */
     uint64_t overflow; /* set when an operation needed more than cap records */
     uint64_t pad;
     mk__undo rec[];
@@ -116,9 +116,9 @@ typedef struct mk__journal {
  * its neighbours, on a LIFO list of its exact span; an allocation of that
  * span takes it back in O(1), touching no neighbour and no free structure.
  * Lists are capped, and flushed into the policy when an allocation fails. */
-#define MK__QUICK_MAX 1024u
+#define MK__QUICK_MAX     1024u
 #define MK__QUICK_CLASSES (MK__QUICK_MAX / MK__GRAIN + 1)
-#define MK__QUICK_CAP 16u
+#define MK__QUICK_CAP     16u
 
 typedef struct mk__quick {
     uint64_t blocks; /* parked blocks, all lists */
@@ -222,9 +222,9 @@ void mk__journal_log(mk__hdr *h, const uint64_t *p);
  * that exact step. */
 extern void (*mk__test_crash_hook)(uint64_t step);
 extern uint64_t mk__test_crash_step;
-#define MK__CRASH_POINT()                                                                  \
-    do {                                                                                   \
-        if (mk__test_crash_hook) mk__test_crash_hook(++mk__test_crash_step);               \
+#define MK__CRASH_POINT()                                                                          \
+    do {                                                                                           \
+        if (mk__test_crash_hook) mk__test_crash_hook(++mk__test_crash_step);                       \
     } while (0)
 #else
 #define MK__CRASH_POINT() ((void)0)
@@ -239,7 +239,9 @@ static inline void mk__set(mk__hdr *h, uint64_t *p, uint64_t v) {
     MK__CRASH_POINT();
     *p = v;
 }
-static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) { mk__set(h, mk__word(h, off), v); }
+static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) {
+    mk__set(h, mk__word(h, off), v);
+}
 
 /* Begin / end an operation in the journal (no-ops without one). */
 void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2);
@@ -263,7 +265,9 @@ static inline bool mk__tag_ok(const mk__hdr *h, mk_off b, uint64_t w) {
 }
 static inline uint64_t mk__hw(const mk__hdr *h, mk_off b) { return mk__get(h, b); }
 static inline uint64_t mk__bspan(const mk__hdr *h, mk_off b) { return mk__span(mk__get(h, b)); }
-static inline bool mk__bfree(const mk__hdr *h, mk_off b) { return (mk__get(h, b) & MK__F_FREE) != 0; }
+static inline bool mk__bfree(const mk__hdr *h, mk_off b) {
+    return (mk__get(h, b) & MK__F_FREE) != 0;
+}
 
 /* Whether b is a well-formed free block: in [data_start, data_end), % 16 == 8,
  * tag valid, FREE, span >= min_span and inside the data. With coalescing

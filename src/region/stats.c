@@ -57,17 +57,18 @@ void mk_region_stats_reset(mk_region *r) {
 
 int mk_stats_print(const mk_stats *s, FILE *f) {
     if (!s || !f) return MK_EINVAL;
-    int n = fprintf(f,
-                    "capacity      %14" PRIu64 " bytes\n"
-                    "in use        %14" PRIu64 " bytes in %" PRIu64 " blocks (peak %" PRIu64 ")\n"
-                    "free          %14" PRIu64 " bytes in %" PRIu64 " blocks (largest %" PRIu64 ")\n"
-                    "overhead      %14" PRIu64 " bytes\n"
-                    "fragmentation %14.4f (1 - largest free / total free)\n"
-                    "operations    %" PRIu64 " allocs, %" PRIu64 " frees, %" PRIu64
-                    " reallocs, %" PRIu64 " failed\n",
-                    s->capacity, s->bytes_used, s->blocks_used, s->peak_used, s->bytes_free,
-                    s->blocks_free, s->largest_free, s->overhead, s->fragmentation, s->n_alloc,
-                    s->n_free, s->n_realloc, s->n_failed);
+    int n =
+        fprintf(f,
+                "capacity      %14" PRIu64 " bytes\n"
+                "in use        %14" PRIu64 " bytes in %" PRIu64 " blocks (peak %" PRIu64 ")\n"
+                "free          %14" PRIu64 " bytes in %" PRIu64 " blocks (largest %" PRIu64 ")\n"
+                "overhead      %14" PRIu64 " bytes\n"
+                "fragmentation %14.4f (1 - largest free / total free)\n"
+                "operations    %" PRIu64 " allocs, %" PRIu64 " frees, %" PRIu64
+                " reallocs, %" PRIu64 " failed\n",
+                s->capacity, s->bytes_used, s->blocks_used, s->peak_used, s->bytes_free,
+                s->blocks_free, s->largest_free, s->overhead, s->fragmentation, s->n_alloc,
+                s->n_free, s->n_realloc, s->n_failed);
     return n < 0 ? MK_EOS : MK_OK;
 }
 
@@ -77,11 +78,10 @@ int mk_stats_json(const mk_stats *s, FILE *f) {
                     "{\"capacity\":%" PRIu64 ",\"bytes_used\":%" PRIu64 ",\"bytes_free\":%" PRIu64
                     ",\"blocks_used\":%" PRIu64 ",\"blocks_free\":%" PRIu64
                     ",\"peak_used\":%" PRIu64 ",\"n_alloc\":%" PRIu64 ",\"n_free\":%" PRIu64
-                    ",\"n_realloc\":%" PRIu64 ",\"n_failed\":%" PRIu64
-                    ",\"largest_free\":%" PRIu64 ",\"overhead\":%" PRIu64
-                    ",\"fragmentation\":%.6f}",
+                    ",\"n_realloc\":%" PRIu64 ",\"n_failed\":%" PRIu64 ",\"largest_free\":%" PRIu64
+                    ",\"overhead\":%" PRIu64 ",\"fragmentation\":%.6f}",
                     s->capacity, s->bytes_used, s->bytes_free, s->blocks_used, s->blocks_free,
-                    s->peak_used, s->n_alloc, s->n_free, s->n_realloc, s->n_failed,
-                    s->largest_free, s->overhead, s->fragmentation);
+                    s->peak_used, s->n_alloc, s->n_free, s->n_realloc, s->n_failed, s->largest_free,
+                    s->overhead, s->fragmentation);
     return n < 0 ? MK_EOS : MK_OK;
 }

@@ -115,7 +115,8 @@ static int check_blocks(const mk__hdr *h, mk__vstate *v) {
     }
     if (used_bytes != h->c.bytes_used) return mk__vfail(v, "counter bytes_used", 0);
     if (used_blocks != h->c.blocks_used) return mk__vfail(v, "counter blocks_used", 0);
-    if (h->c.peak_used < h->c.bytes_used) return mk__vfail(v, "counter peak_used below bytes_used", 0);
+    if (h->c.peak_used < h->c.bytes_used)
+        return mk__vfail(v, "counter peak_used below bytes_used", 0);
     return MK_OK;
 }
 

@@ -268,12 +268,9 @@ static void test_crash_every_step(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buddy_refused),
-        cmocka_unit_test(test_reuse_lifo),
-        cmocka_unit_test(test_parked_is_free_to_user),
-        cmocka_unit_test(test_flush_on_pressure),
-        cmocka_unit_test(test_validate_catches_damage),
-        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_buddy_refused),           cmocka_unit_test(test_reuse_lifo),
+        cmocka_unit_test(test_parked_is_free_to_user),  cmocka_unit_test(test_flush_on_pressure),
+        cmocka_unit_test(test_validate_catches_damage), cmocka_unit_test(test_random),
 #ifdef MK_TEST_HOOKS
         cmocka_unit_test(test_crash_every_step),
 #endif

@@ -1,6 +1,7 @@
 # memkit: the two commands are `make run` and `make check`.
 # Everything is built with CMake; this file only names the builds.
 
+SHELL   := /bin/bash
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE   ?= cmake
 SEED    ?= 12345
@@ -27,12 +28,12 @@ run: build
 define variant
 	$(CMAKE) -S . -B $(1) $(2)
 	$(CMAKE) --build $(1) -j $(JOBS)
-	cd $(1) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	cd $(1) && set -o pipefail && ctest --output-on-failure -j $(JOBS) --timeout 900 2>&1 | tee ctest.log
 endef
 
 check: deps
 	$(MAKE) check-release check-debug check-asan check-tsan fuzz
-	@echo "make check: all variants passed"
+	@scripts/check-summary build build-debug build-asan build-tsan
 
 check-release:
 	$(call variant,build,-DCMAKE_BUILD_TYPE=Release)

@@ -47,12 +47,14 @@ static inline void mapping(uint64_t span, unsigned *fl, unsigned *sl) {
 }
 
 static mk_off first_of_class(const tlsf_state *s, unsigned fl, unsigned sl) {
-    uint64_t sl_bits = s->sl_map[fl] & (~UINT64_C(0) << sl);
+    uint64_t sl_bits = s->sl_map[fl] & SL_MASK & (~UINT64_C(0) << sl);
     if (!sl_bits) {
-        uint64_t fl_bits = fl + 1 < 64 ? s->fl_map & (~UINT64_C(0) << (fl + 1)) : 0;
+        /* Masked to FL_COUNT lists: a damaged bitmap must not index past them. */
+        uint64_t fl_bits = fl + 1 < FL_COUNT ? s->fl_map & FL_MASK & (~UINT64_C(0) << (fl + 1)) : 0;
         if (!fl_bits) return 0;
         fl = (unsigned)mk__ctz64(fl_bits);
-        sl_bits = s->sl_map[fl];
+        sl_bits = s->sl_map[fl] & SL_MASK;
+        if (!sl_bits) return 0; /* inconsistent: validate will say so */
     }
     return s->head[fl][mk__ctz64(sl_bits)];
 }
@@ -128,7 +130,12 @@ static void tlsf_init(mk__hdr *h) { memset(st(h), 0, sizeof(tlsf_state)); }
 static int tlsf_check(const mk__hdr *h, mk__vstate *v) {
     const tlsf_state *s = st(h);
     uint64_t count = 0;
+    if (s->fl_map & ~FL_MASK)
+        return mk__vfail(v, "tlsf: first-level bitmap bits past the lists", h->state_off);
     for (unsigned fl = 0; fl < FL_COUNT; fl++) {
+        if (s->sl_map[fl] & ~SL_MASK)
+            return mk__vfail(v, "tlsf: second-level bitmap bits past the lists",
+                             mk__offset_of(h, &s->sl_map[fl]));
         if (!!(s->fl_map & (UINT64_C(1) << fl)) != !!s->sl_map[fl])
             return mk__vfail(v, "tlsf: first-level bitmap disagrees with second level",
                              mk__offset_of(h, &s->sl_map[fl]));

@@ -22,6 +22,8 @@
 #define FL_SHIFT  (SL_LOG + GRAIN_LOG) /* 9 */
 #define SMALL     (UINT64_C(1) << FL_SHIFT)
 #define FL_COUNT  32 /* spans below 2^(FL_SHIFT + FL_COUNT - 1) = 1 TiB */
+#define FL_MASK   ((UINT64_C(1) << FL_COUNT) - 1)
+#define SL_MASK   ((UINT64_C(1) << SL_COUNT) - 1)
 
 typedef struct tlsf_state {
     uint64_t fl_map;

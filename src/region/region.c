@@ -232,6 +232,12 @@ static int usable_check(const mk__hdr *h) {
     return h->policy < MK_POLICY_COUNT ? MK_OK : MK_ECORRUPT;
 }
 
+/* The block whose payload is off, if the region and the block are sound. */
+static int lookup(const mk__hdr *h, mk_off off, mk_off *b) {
+    int rc = usable_check(h);
+    return rc == MK_OK ? live_block(h, off, b) : rc;
+}
+
 /* ---- operations ------------------------------------------------------------------ */
 
 /* The policy's allocation; when nothing fits, merge the parked quick
@@ -278,8 +284,7 @@ int mk_region_free(mk_region *r, mk_off off) {
     if (!r) return MK_EINVAL;
     mk__hdr *h = mk__h(r);
     mk_off b = 0;
-    int rc = usable_check(h);
-    if (rc == MK_OK) rc = live_block(h, off, &b);
+    int rc = lookup(h, off, &b);
     if (rc != MK_OK) return rc;
     uint64_t span = mk__bspan(h, b);
     mk__journal_begin(h, MK__OP_FREE, off, 0, 0);
@@ -325,8 +330,7 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     if (off == 0) return mk_region_alloc(r, size, 0, out);
     mk__hdr *h = mk__h(r);
     mk_off b = 0;
-    int rc = usable_check(h);
-    if (rc == MK_OK) rc = live_block(h, off, &b);
+    int rc = lookup(h, off, &b);
     if (rc == MK_OK) rc = mk__neighbours_ok(h, b);
     if (rc != MK_OK) return rc;
     if (size > h->data_end - h->data_start) return MK_ETOOBIG;
@@ -352,8 +356,7 @@ int mk_region_usable_size(const mk_region *r, mk_off off, size_t *out) {
     if (!r || !out) return MK_EINVAL;
     const mk__hdr *h = mk__hc(r);
     mk_off b = 0;
-    int rc = usable_check(h);
-    if (rc == MK_OK) rc = live_block(h, off, &b);
+    int rc = lookup(h, off, &b);
     if (rc != MK_OK) return rc;
     *out = (size_t)(mk__bspan(h, b) - MK__TAGW);
     return MK_OK;
@@ -382,8 +385,7 @@ int mk__region_user_bit(mk_region *r, mk_off off, int set) {
     if (!r) return MK_EINVAL;
     mk__hdr *h = mk__h(r);
     mk_off b = 0;
-    int rc = usable_check(h);
-    if (rc == MK_OK) rc = live_block(h, off, &b);
+    int rc = lookup(h, off, &b);
     if (rc != MK_OK) return rc;
     uint64_t w = mk__get(h, b);
     int was = (w & MK__F_USER) != 0;

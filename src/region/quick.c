@@ -62,16 +62,22 @@ mk_off mk__quick_pop(mk__hdr *h, uint64_t span, int *err) {
     return b;
 }
 
+/* Each parked block goes back as its own journaled operation: a flush can
+ * touch a thousand blocks, more than one operation's journal holds. The
+ * caller has closed its own operation first (nothing was written yet). */
 int mk__quick_flush(mk__hdr *h) {
     const mk__policy_ops *ops = mk__ops(h);
     for (unsigned c = 0; c < MK__QUICK_CLASSES; c++) {
-        int err = MK_OK;
-        mk_off b;
-        while ((b = mk__quick_pop(h, (uint64_t)c * MK__GRAIN, &err)) != 0) {
-            if (mk__neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
-            ops->release(h, b);
+        for (;;) {
+            int err = MK_OK;
+            mk__journal_begin(h, MK__OP_FREE, 0, 0, 0);
+            mk_off b = mk__quick_pop(h, (uint64_t)c * MK__GRAIN, &err);
+            if (b && mk__neighbours_ok(h, b) != MK_OK) err = MK_ECORRUPT;
+            if (b && err == MK_OK) ops->release(h, b);
+            mk__journal_end(h);
+            if (err != MK_OK) return err;
+            if (!b) break;
         }
-        if (err != MK_OK) return err;
     }
     return MK_OK;
 }

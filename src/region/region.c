@@ -242,11 +242,16 @@ static int lookup(const mk__hdr *h, mk_off off, mk_off *b) {
 
 /* The policy's allocation; when nothing fits, merge the parked quick
  * blocks back and try once more. */
-static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b) {
+static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b, uint64_t op,
+                          uint64_t a0, uint64_t a1) {
     const mk__policy_ops *ops = mk__ops(h);
     int rc = ops->alloc(h, span, align, b);
     if (rc == MK_ENOMEM && h->quick_off && quick_parked(h)) {
+        /* Nothing written yet: close this operation, flush (one operation
+         * per block) and start it again. */
+        mk__journal_end(h);
         rc = mk__quick_flush(h);
+        mk__journal_begin(h, op, a0, a1, 0);
         if (rc == MK_OK) rc = ops->alloc(h, span, align, b);
     }
     return rc;
@@ -268,7 +273,7 @@ int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
         b = mk__quick_pop(h, span, &rc);
         if (b) rc = MK_OK;
     }
-    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, &b);
+    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, &b, MK__OP_ALLOC, size, align);
     if (rc == MK_OK) {
         count_used(h, mk__bspan(h, b), 0, 1);
         bump(h, &h->c.n_alloc);
@@ -314,7 +319,7 @@ static void journal_payload_words(mk__hdr *h, mk_off b) {
 
 static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
-    int rc = alloc_or_flush(h, span, MK__GRAIN, nb);
+    int rc = alloc_or_flush(h, span, MK__GRAIN, nb, MK__OP_REALLOC, b + MK__TAGW, span);
     if (rc != MK_OK) return rc;
     journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);

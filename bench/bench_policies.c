@@ -1036,10 +1036,10 @@ static void print_table(const workload *w, const row *rows) {
     for (int a = 0; a < n_allocs; a++)
         any_cut |= rows[a].on && (rows[a].cut || rows[a].frag.cut || rows[a].cold.cut);
     if (any_cut)
-        printf(
-            "   * stopped by the time budget (--budget %.0f s): timed over the ops done before it, "
-            "not the whole workload\n",
-            opt.budget);
+        printf("   * stopped by the time budget (--budget %g s): measured over the ops done before "
+               "it, "
+               "not the whole workload\n",
+               opt.budget);
     fflush(stdout);
 }
 

@@ -36,8 +36,7 @@ void mk__journal_log(mk__hdr *h, const uint64_t *p) {
     j->count = n + 1;
 }
 
-void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2) {
-    if (!h->journal_off) return;
+void mk__journal_begin_slow(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2) {
     mk__journal *j = journal_of(h);
     j->args[0] = a0;
     j->args[1] = a1;
@@ -49,8 +48,7 @@ void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64
     atomic_signal_fence(memory_order_seq_cst);
 }
 
-void mk__journal_end(mk__hdr *h) {
-    if (!h->journal_off) return;
+void mk__journal_end_slow(mk__hdr *h) {
     mk__journal *j = journal_of(h);
     atomic_signal_fence(memory_order_seq_cst);
     j->count = 0; /* the commit point */

@@ -11,8 +11,7 @@
  *  - a parked block has QUICK set and FREE clear: to the boundary tags it
  *    is used, so no neighbour merges with it;
  *  - it sits on the list of its span, linked through b + LINK0;
- *  - count[c] is the length of list c, at most MK__QUICK_CAP; blocks and
- *    bytes add up the lists.
+ *  - count[c] is the length of list c, at most MK__QUICK_CAP.
  */
 #include "region_int.h"
 
@@ -39,8 +38,6 @@ int mk__quick_push(mk__hdr *h, mk_off b) {
     mk__set_at(h, b, w | MK__F_QUICK);
     mk__set(h, &q->head[c], b);
     mk__set(h, &q->count[c], q->count[c] + 1);
-    mk__set(h, &q->blocks, q->blocks + 1);
-    mk__set(h, &q->bytes, q->bytes + span);
     return 1;
 }
 
@@ -56,8 +53,6 @@ mk_off mk__quick_pop(mk__hdr *h, uint64_t span, int *err) {
     }
     mk__set(h, &q->head[c], mk__get(h, b + MK__LINK0));
     mk__set(h, &q->count[c], q->count[c] - 1);
-    mk__set(h, &q->blocks, q->blocks - 1);
-    mk__set(h, &q->bytes, q->bytes - span);
     mk__set_at(h, b, mk__get(h, b) & ~MK__F_QUICK);
     return b;
 }
@@ -98,8 +93,6 @@ int mk__quick_check(const mk__hdr *h, mk__vstate *v, uint64_t walk_blocks, uint6
         blocks += n;
         bytes += n * c * MK__GRAIN;
     }
-    if (blocks != q->blocks || bytes != q->bytes)
-        return mk__vfail(v, "quick list totals", h->quick_off);
     if (blocks != walk_blocks || bytes != walk_bytes)
         return mk__vfail(v, "parked block missing from the quick lists", h->quick_off);
     return MK_OK;

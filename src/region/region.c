@@ -7,22 +7,20 @@
 
 #include "os/os.h"
 
-static const mk__policy_ops *const policies[MK_POLICY_COUNT] = {
+const mk__policy_ops *const mk__policy_table[MK_POLICY_COUNT] = {
     [MK_POLICY_FIRST_FIT] = &mk__policy_first_fit, [MK_POLICY_NEXT_FIT] = &mk__policy_next_fit,
     [MK_POLICY_BEST_FIT] = &mk__policy_best_fit,   [MK_POLICY_WORST_FIT] = &mk__policy_worst_fit,
     [MK_POLICY_TLSF] = &mk__policy_tlsf,           [MK_POLICY_BUDDY] = &mk__policy_buddy,
 };
 
-const mk__policy_ops *mk__ops(const mk__hdr *h) { return policies[h->policy]; }
-
 const char *mk_policy_name(mk_policy policy) {
-    return (unsigned)policy < MK_POLICY_COUNT ? policies[policy]->name : NULL;
+    return (unsigned)policy < MK_POLICY_COUNT ? mk__policy_table[policy]->name : NULL;
 }
 
 int mk_policy_from_name(const char *name, mk_policy *out) {
     if (!name || !out) return MK_EINVAL;
     for (unsigned i = 0; i < MK_POLICY_COUNT; i++) {
-        if (strcmp(name, policies[i]->name) == 0) {
+        if (strcmp(name, mk__policy_table[i]->name) == 0) {
             *out = (mk_policy)i;
             return MK_OK;
         }
@@ -59,7 +57,8 @@ static uint64_t layout_signature(void) {
         for (int k = 0; k < 8; k++) x = (x ^ bytes[k]) * UINT64_C(0x100000001b3);
     }
     for (unsigned i = 0; i < MK_POLICY_COUNT; i++)
-        x = (x ^ (policies[i]->state_size * 131 + policies[i]->min_span)) * UINT64_C(0x100000001b3);
+        x = (x ^ (mk__policy_table[i]->state_size * 131 + mk__policy_table[i]->min_span)) *
+            UINT64_C(0x100000001b3);
     return x;
 }
 
@@ -89,7 +88,7 @@ static layout compute_layout(const mk__policy_ops *ops, unsigned flags) {
 
 size_t mk_region_min_size(mk_policy policy, unsigned flags) {
     if ((unsigned)policy >= MK_POLICY_COUNT || (flags & ~FLAGS_ALL)) return 0;
-    const mk__policy_ops *ops = policies[policy];
+    const mk__policy_ops *ops = mk__policy_table[policy];
     if ((flags & MK_REGION_QUICK) && !ops->coalesces) return 0; /* buddy merges by itself */
     layout l = compute_layout(ops, flags);
     uint64_t slack = ops->coalesces ? 0 : MK_REGION_MAX_ALIGN; /* buddy aligns its arena */
@@ -103,7 +102,7 @@ int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, 
     if (!base || !out || (uintptr_t)base % MK__GRAIN) return MK_EINVAL;
     size_t min = mk_region_min_size(policy, flags);
     if (!min || size < min || (uint64_t)size > MK_REGION_MAX_SIZE) return MK_EINVAL;
-    const mk__policy_ops *ops = policies[policy];
+    const mk__policy_ops *ops = mk__policy_table[policy];
     layout l = compute_layout(ops, flags);
     mk__hdr *h = (mk__hdr *)base;
     memset(h, 0, (size_t)l.data_start);
@@ -150,7 +149,7 @@ int mk_region_attach(void *base, size_t mapped, mk_region **out) {
     if (h->signature != layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
     if (h->size > mapped) return MK_ETRUNCATED;
     if (h->policy >= MK_POLICY_COUNT || (h->flags & ~FLAGS_ALL)) return MK_ECORRUPT;
-    const mk__policy_ops *ops = policies[h->policy];
+    const mk__policy_ops *ops = mk__policy_table[h->policy];
     layout l = compute_layout(ops, h->flags);
     /* Every offset the engine starts from must be where this build puts it. */
     if (h->state_off != l.state_off || h->journal_off != l.journal_off ||
@@ -174,14 +173,26 @@ mk_policy mk_region_policy(const mk_region *r) { return (mk_policy)mk__hc(r)->po
 
 /* ---- counters ---------------------------------------------------------------- */
 
-static void count_used(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks) {
-    uint64_t used = h->c.bytes_used + add - sub;
-    mk__set(h, &h->c.bytes_used, used);
-    if (blocks) mk__set(h, &h->c.blocks_used, h->c.blocks_used + (uint64_t)blocks);
-    if (used > h->c.peak_used) mk__set(h, &h->c.peak_used, used);
+/* Account for an operation: bytes_used moves by add - sub, blocks_used by
+ * blocks, and *counter (n_alloc, n_free, ...) by one. Without a journal
+ * the counters are plain stores: one test instead of one per word. */
+static void count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter) {
+    mk__counters *c = &h->c;
+    uint64_t used = c->bytes_used + add - sub;
+    if (!h->journal_off) {
+        c->bytes_used = used;
+        c->blocks_used += (uint64_t)blocks;
+        if (used > c->peak_used) c->peak_used = used;
+        ++*counter;
+        return;
+    }
+    mk__set(h, &c->bytes_used, used);
+    if (blocks) mk__set(h, &c->blocks_used, c->blocks_used + (uint64_t)blocks);
+    if (used > c->peak_used) mk__set(h, &c->peak_used, used);
+    mk__set(h, counter, *counter + 1);
 }
 
-static void bump(mk__hdr *h, uint64_t *counter) { mk__set(h, counter, *counter + 1); }
+static void bump(mk__hdr *h, uint64_t *counter) { count_op(h, 0, 0, 0, counter); }
 
 /* ---- checks of caller input ----------------------------------------------------- */
 
@@ -224,8 +235,11 @@ int mk__neighbours_ok(const mk__hdr *h, mk_off b) {
     return MK_OK;
 }
 
-static uint64_t quick_parked(const mk__hdr *h) {
-    return ((const mk__quick *)(const void *)mk__word(h, h->quick_off))->blocks;
+static bool quick_parked(const mk__hdr *h) {
+    const mk__quick *q = (const mk__quick *)(const void *)mk__word(h, h->quick_off);
+    for (unsigned c = 0; c < MK__QUICK_CLASSES; c++)
+        if (q->count[c]) return true;
+    return false;
 }
 
 static int usable_check(const mk__hdr *h) {
@@ -275,8 +289,7 @@ int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     }
     if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, &b, MK__OP_ALLOC, size, align);
     if (rc == MK_OK) {
-        count_used(h, mk__bspan(h, b), 0, 1);
-        bump(h, &h->c.n_alloc);
+        count_op(h, mk__bspan(h, b), 0, 1, &h->c.n_alloc);
         *out = b + MK__TAGW;
     } else if (rc == MK_ENOMEM) {
         bump(h, &h->c.n_failed);
@@ -301,8 +314,7 @@ int mk_region_free(mk_region *r, mk_off off) {
         }
         mk__ops(h)->release(h, b);
     }
-    count_used(h, 0, span, -1);
-    bump(h, &h->c.n_free);
+    count_op(h, 0, span, -1, &h->c.n_free);
     mk__journal_end(h);
     return MK_OK;
 }
@@ -347,8 +359,7 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     mk_off nb = b;
     if (rc == MK_ENOMEM) rc = move_block(h, b, span, &nb);
     if (rc == MK_OK) {
-        count_used(h, mk__bspan(h, nb), old_span, 0);
-        bump(h, &h->c.n_realloc);
+        count_op(h, mk__bspan(h, nb), old_span, 0, &h->c.n_realloc);
         *out = nb + MK__TAGW;
     } else if (rc == MK_ENOMEM) {
         bump(h, &h->c.n_failed);

@@ -121,8 +121,6 @@ typedef struct mk__journal {
 #define MK__QUICK_CAP     16u
 
 typedef struct mk__quick {
-    uint64_t blocks; /* parked blocks, all lists */
-    uint64_t bytes;  /* their spans */
     mk_off head[MK__QUICK_CLASSES];
     uint64_t count[MK__QUICK_CLASSES];
 } mk__quick;
@@ -197,8 +195,14 @@ typedef struct mk__policy_ops {
 extern const mk__policy_ops mk__policy_first_fit, mk__policy_next_fit, mk__policy_best_fit,
     mk__policy_worst_fit, mk__policy_tlsf, mk__policy_buddy;
 
-/* The ops of h's policy; h->policy was checked by create/attach. */
-const mk__policy_ops *mk__ops(const mk__hdr *h);
+/* The policies by mk_policy value (region.c). */
+extern const mk__policy_ops *const mk__policy_table[MK_POLICY_COUNT];
+
+/* The ops of h's policy; h->policy was checked by create/attach and by
+ * every public entry point. Inline: it is on every hot path. */
+static inline const mk__policy_ops *mk__ops(const mk__hdr *h) {
+    return mk__policy_table[h->policy];
+}
 
 /* ---- word access ------------------------------------------------------------ */
 static inline mk__hdr *mk__h(mk_region *r) { return (mk__hdr *)(void *)r; }
@@ -243,9 +247,17 @@ static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) {
     mk__set(h, mk__word(h, off), v);
 }
 
-/* Begin / end an operation in the journal (no-ops without one). */
-void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2);
-void mk__journal_end(mk__hdr *h);
+/* Begin / end an operation in the journal (no-ops without one: inline
+ * tests, the work out of line). */
+void mk__journal_begin_slow(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2);
+void mk__journal_end_slow(mk__hdr *h);
+static inline void mk__journal_begin(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1,
+                                     uint64_t a2) {
+    if (h->journal_off) mk__journal_begin_slow(h, op, a0, a1, a2);
+}
+static inline void mk__journal_end(mk__hdr *h) {
+    if (h->journal_off) mk__journal_end_slow(h);
+}
 
 /* ---- block header words ------------------------------------------------------ */
 static inline uint64_t mk__span(uint64_t w) { return w & MK__SPAN_MASK; }

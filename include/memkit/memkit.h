@@ -7,6 +7,7 @@
  * - pool.h    a fixed pool with a chosen fit policy (pointers)
  * - stack.h   a stack (linear) allocator with markers
  * - slab.h    fixed-size objects in slabs
+ * - shm.h     a heap in a named shared-memory segment, for many processes
  */
 #ifndef MEMKIT_H
 #define MEMKIT_H
@@ -19,6 +20,7 @@
 #include "memkit/error.h"
 #include "memkit/pool.h"
 #include "memkit/region.h"
+#include "memkit/shm.h"
 #include "memkit/slab.h"
 #include "memkit/stack.h"
 

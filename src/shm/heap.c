@@ -1,0 +1,299 @@
+/*
+ * Allocation in a segment: alloc, free, realloc, owned blocks and their
+ * reclaim.
+ *
+ * Each public operation is one journal operation (MK__OP_USER) that drives
+ * the policy's primitives directly, so that whatever goes with the engine's
+ * writes (an owned block's USER bit and owner word, a named object's
+ * directory link) commits or rolls back together with them. The counters
+ * are kept exactly as region.c keeps them, so mk_region_validate agrees.
+ *
+ * When an allocation does not fit, the operation is closed (nothing was
+ * written: a policy's alloc and resize write nothing when they answer
+ * MK_ENOMEM), the segment grows, and the operation starts again.
+ */
+#include "shm_int.h"
+
+#include <string.h>
+
+/* ---- engine-level helpers (inside an open journal operation) -------------------- */
+
+static void count_used(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks) {
+    uint64_t used = h->c.bytes_used + add - sub;
+    mk__set(h, &h->c.bytes_used, used);
+    if (blocks) mk__set(h, &h->c.blocks_used, h->c.blocks_used + (uint64_t)blocks);
+    if (used > h->c.peak_used) mk__set(h, &h->c.peak_used, used);
+}
+
+static void bump(mk__hdr *h, uint64_t *counter) { mk__set(h, counter, *counter + 1); }
+
+static int check_align(size_t *align) {
+    if (*align == 0) *align = MK_REGION_DEFAULT_ALIGN;
+    if ((*align & (*align - 1)) || *align > MK_REGION_MAX_ALIGN) return MK_EALIGN;
+    if (*align < MK__GRAIN) *align = MK__GRAIN;
+    return MK_OK;
+}
+
+int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
+    const mk__policy_ops *ops = mk__ops(h);
+    if (align < MK__GRAIN) align = MK__GRAIN;
+    if (size > h->data_end - h->data_start) return MK_ENOMEM;
+    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
+    int rc = ops->alloc(h, span, align, b);
+    if (rc != MK_OK) return rc;
+    count_used(h, mk__bspan(h, *b), 0, 1);
+    bump(h, &h->c.n_alloc);
+    return MK_OK;
+}
+
+int mk__shm_raw_free(mk__hdr *h, mk_off b) {
+    uint64_t span = mk__bspan(h, b);
+    int rc = mk__neighbours_ok(h, b);
+    if (rc != MK_OK) return rc;
+    mk__ops(h)->release(h, b);
+    count_used(h, 0, span, -1);
+    bump(h, &h->c.n_free);
+    return MK_OK;
+}
+
+void mk__shm_log_payload(mk__hdr *h, mk_off b) {
+    if (!h->journal_off) return;
+    uint64_t span = mk__bspan(h, b);
+    for (uint64_t k = MK__LINK0; k <= MK__LINK2 && k + 8 <= span; k += 8)
+        mk__journal_log(h, mk__word(h, b + k));
+    mk__journal_log(h, mk__word(h, b + span - 8));
+}
+
+void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t) {
+    uint64_t w = mk__get(h, b);
+    if (!(w & MK__F_USER)) mk__set_at(h, b, w | MK__F_USER);
+    mk__set_at(h, b + mk__bspan(h, b) - 8, t);
+}
+
+uint64_t mk__shm_capacity(const mk_shm *s) {
+    return mk__shm_end_for(s->reserved) - s->h->data_start;
+}
+
+int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
+    size_t usable = 0;
+    int rc = mk_region_usable_size((const mk_region *)h, off, &usable);
+    if (rc != MK_OK) return rc;
+    mk_off b = off - MK__TAGW;
+    uint64_t w = mk__get(h, b);
+    memset(out, 0, sizeof *out);
+    out->b = b;
+    out->span = mk__span(w);
+    out->kind = MK_SHM_BLOCK_PLAIN;
+    if (!(w & MK__F_USER)) return MK_OK;
+    if (out->span < 32) return MK_ECORRUPT;
+    uint64_t t = mk__get(h, b + out->span - 8);
+    uint64_t kind = t >> MK__TR_SHIFT;
+    if (kind == MK__TR_OWNED) {
+        out->kind = MK_SHM_BLOCK_OWNED;
+        out->slot = (uint32_t)((t >> 32) & 0xFFFF);
+        out->gen = (uint32_t)t;
+        return out->slot < MK_SHM_MAX_PROCS ? MK_OK : MK_ECORRUPT;
+    }
+    if (t == mk__shm_trailer_for(MK_SHM_BLOCK_META, b)) {
+        out->kind = MK_SHM_BLOCK_META;
+        return MK_OK;
+    }
+    if (t == mk__shm_trailer_for(MK_SHM_BLOCK_OBJECT, b)) {
+        out->kind = MK_SHM_BLOCK_OBJECT;
+        return out->span >= sizeof(mk__shm_ent) + 16 ? MK_OK : MK_ECORRUPT;
+    }
+    return MK_ECORRUPT;
+}
+
+/* ---- public operations -------------------------------------------------------------- */
+
+/* Record a final allocation failure in the counters (its own operation). */
+static void count_failure(mk__hdr *h) {
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_FAILED, 0, 0);
+    bump(h, &h->c.n_failed);
+    mk__journal_end(h);
+}
+
+int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
+    if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
+    int rc = check_align(&align);
+    if (rc != MK_OK) return rc;
+    bool owned = flags & MK_SHM_OWNED;
+    if (owned && s->slot < 0) return MK_EINVAL;
+    uint64_t need = (uint64_t)size + (owned ? 8 : 0);
+    if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
+    rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    mk__hdr *h = s->h;
+    mk_off b = 0;
+    for (;;) {
+        mk__journal_begin(h, MK__OP_USER, MK__SOP_ALLOC, size, align);
+        rc = mk__shm_raw_alloc(h, need, align, &b);
+        if (rc == MK_OK) {
+            uint64_t span = mk__bspan(h, b);
+            if (flags & MK_SHM_ZERO) {
+                mk__shm_log_payload(h, b);
+                memset(mk__word(h, b + MK__TAGW), 0, (size_t)(span - MK__TAGW));
+            }
+            if (owned) mk__shm_tag_block(h, b, mk__shm_owner_word((uint32_t)s->slot, s->gen));
+        }
+        mk__journal_end(h);
+        if (rc != MK_ENOMEM) break;
+        if (mk__shm_grow_locked(s, need + align + 64) != MK_OK) {
+            count_failure(h);
+            break;
+        }
+    }
+    mk__shm_unlock(s);
+    if (rc == MK_OK) *out = b + MK__TAGW;
+    return rc;
+}
+
+int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
+    return mk_shm_alloc_ex(s, size, 0, 0, out);
+}
+
+int mk_shm_free(mk_shm *s, mk_off off) {
+    if (!s) return MK_EINVAL;
+    int rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    mk__shm_blk blk;
+    rc = mk__shm_classify(s->h, off, &blk);
+    if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
+        rc = MK_EBADOFF;
+    if (rc == MK_OK) {
+        mk__journal_begin(s->h, MK__OP_USER, MK__SOP_FREE, off, 0);
+        rc = mk__shm_raw_free(s->h, blk.b);
+        mk__journal_end(s->h);
+    }
+    mk__shm_unlock(s);
+    return rc;
+}
+
+/* One attempt at a resize (inside an operation). MK_ENOMEM: nothing written. */
+static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64_t trailer,
+                       mk_off *nb) {
+    const mk__policy_ops *ops = mk__ops(h);
+    uint64_t span = mk__span_for(need ? need : 1, ops->min_span);
+    uint64_t tail = trailer ? 8 : 0;
+    int rc = ops->resize(h, blk->b, span);
+    *nb = blk->b;
+    if (rc == MK_ENOMEM) {
+        rc = ops->alloc(h, span, MK__GRAIN, nb);
+        if (rc != MK_OK) return rc;
+        mk__shm_log_payload(h, *nb);
+        uint64_t old_span = blk->span, new_span = mk__bspan(h, *nb);
+        uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW - tail;
+        memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, blk->b + MK__TAGW), (size_t)keep);
+        if (mk__neighbours_ok(h, blk->b) != MK_OK) return MK_ECORRUPT;
+        ops->release(h, blk->b);
+    }
+    if (rc != MK_OK) return rc;
+    if (trailer) mk__shm_tag_block(h, *nb, trailer); /* resize rewrote the header: re-tag */
+    count_used(h, mk__bspan(h, *nb), blk->span, 0);
+    bump(h, &h->c.n_realloc);
+    return MK_OK;
+}
+
+int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
+    if (!s || !out) return MK_EINVAL;
+    if (off == 0) return mk_shm_alloc(s, size, out);
+    int rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    mk__hdr *h = s->h;
+    mk__shm_blk blk;
+    rc = mk__shm_classify(h, off, &blk);
+    if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
+        rc = MK_EBADOFF;
+    if (rc == MK_OK) rc = mk__neighbours_ok(h, blk.b);
+    uint64_t trailer = 0, need = size;
+    if (rc == MK_OK && blk.kind == MK_SHM_BLOCK_OWNED) {
+        trailer = mk__get(h, blk.b + blk.span - 8);
+        need += 8;
+    }
+    if (rc == MK_OK && (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s))) rc = MK_ETOOBIG;
+    mk_off nb = 0;
+    while (rc == MK_OK) {
+        mk__journal_begin(h, MK__OP_USER, MK__SOP_REALLOC, off, size);
+        rc = resize_once(h, &blk, need, trailer, &nb);
+        mk__journal_end(h);
+        if (rc != MK_ENOMEM) break;
+        if (mk__shm_grow_locked(s, need + 64) != MK_OK) {
+            count_failure(h);
+            break;
+        }
+        rc = MK_OK;
+    }
+    mk__shm_unlock(s);
+    if (rc == MK_OK) *out = nb + MK__TAGW;
+    return rc;
+}
+
+int mk_shm_usable_size(mk_shm *s, mk_off off, size_t *out) {
+    if (!s || !out) return MK_EINVAL;
+    int rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    mk__shm_blk blk;
+    rc = mk__shm_classify(s->h, off, &blk);
+    if (rc == MK_OK) {
+        if (blk.kind == MK_SHM_BLOCK_PLAIN)
+            *out = (size_t)(blk.span - MK__TAGW);
+        else if (blk.kind == MK_SHM_BLOCK_OWNED)
+            *out = (size_t)(blk.span - 2 * MK__TAGW);
+        else
+            rc = MK_EBADOFF;
+    }
+    mk__shm_unlock(s);
+    return rc;
+}
+
+/* ---- reclaim ---------------------------------------------------------------------------- */
+
+#define RECLAIM_BATCH 64
+
+typedef struct orphans {
+    const mk_shm *s;
+    size_t n;
+    mk_off off[RECLAIM_BATCH];
+} orphans;
+
+static int find_orphans(const mk_block_info *bi, void *arg) {
+    orphans *o = arg;
+    if (!bi->used) return 0;
+    mk__shm_blk blk;
+    if (mk__shm_classify(o->s->h, bi->offset, &blk) != MK_OK || blk.kind != MK_SHM_BLOCK_OWNED)
+        return 0;
+    const mk__shm_slot *sl = &mk__shm_m(o->s)->slots[blk.slot];
+    if (sl->pid != 0 && (uint32_t)sl->gen == blk.gen) return 0; /* owner attached */
+    o->off[o->n++] = bi->offset;
+    return o->n == RECLAIM_BATCH;
+}
+
+int mk_shm_reclaim(mk_shm *s, uint64_t *blocks, uint64_t *bytes) {
+    if (blocks) *blocks = 0;
+    if (bytes) *bytes = 0;
+    if (!s) return MK_EINVAL;
+    int rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    mk__hdr *h = s->h;
+    rc = mk__shm_reap_locked(s, NULL);
+    uint64_t nb = 0, nbytes = 0;
+    while (rc == MK_OK) {
+        orphans o = {.s = s};
+        int w = mk_region_walk((mk_region *)h, find_orphans, &o);
+        if (w < 0) rc = w;
+        for (size_t i = 0; rc == MK_OK && i < o.n; i++) {
+            uint64_t span = mk__bspan(h, o.off[i] - MK__TAGW);
+            mk__journal_begin(h, MK__OP_USER, MK__SOP_FREE, o.off[i], 1);
+            rc = mk__shm_raw_free(h, o.off[i] - MK__TAGW);
+            mk__journal_end(h);
+            nb++;
+            nbytes += span - 2 * MK__TAGW;
+        }
+        if (o.n < RECLAIM_BATCH) break;
+    }
+    mk__shm_unlock(s);
+    if (blocks) *blocks = nb;
+    if (bytes) *bytes = nbytes;
+    return rc;
+}

@@ -1,0 +1,193 @@
+/*
+ * Internals of the shared-memory heap (src/shm/).
+ *
+ * A segment is one engine region at mapping offset 0, created with
+ * MK_REGION_JOURNAL. The segment's own state lives in the region too:
+ *
+ *   header user[0]  MK__SHM_MAGIC, written last at creation (a segment is
+ *                   complete once it is there)
+ *          user[1]  offset of the meta block's payload
+ *          user[2]  MK__SHM_VERSION          user[3]  shm layout signature
+ *          user[4]  max_size (readable from the first page, before the
+ *                   rest is mapped: it says how much address space to reserve)
+ *          lock[]   the process-shared robust mutex
+ *
+ *   meta block      mk__shm_meta: name, sizes, flags, process table,
+ *                   directory bucket heads
+ *   object blocks   mk__shm_ent (name, type, size, chain link) + the data
+ *   owned blocks    user data + an owner word
+ *   plain blocks    user data only
+ *
+ * Blocks that are not plain carry the engine's MK__F_USER bit and a
+ * "trailer" word, the last word of the block (b + span - 8), that says what
+ * they are: MK__TR_META / MK__TR_OBJ (with the block's offset mixed in, so a
+ * copied trailer is not valid elsewhere) or MK__TR_OWNED (owner slot and the
+ * low 32 bits of its attach generation). A plain block never has the USER
+ * bit, so a user cannot forge a trailer by writing its own data.
+ *
+ * Every write of segment state goes through mk__set inside
+ * mk__journal_begin(MK__OP_USER)/end, in the same journal operation as the
+ * engine writes it goes with (an object's block allocation and its
+ * directory link are one operation): a crash anywhere rolls the whole
+ * operation back. That is why this layer drives the policy's primitives
+ * (ops->alloc/release/resize) itself instead of calling mk_region_alloc,
+ * which commits on its own. Segments are never created with
+ * MK_REGION_QUICK, so the engine's quick lists never get in the way.
+ *
+ * All of it is guarded by the mutex; every function here named *_locked
+ * expects it held.
+ */
+#ifndef MK_SHM_INT_H
+#define MK_SHM_INT_H
+
+#include <stdatomic.h>
+
+#include "memkit/shm.h"
+#include "os/os.h"
+#include "region/region_int.h"
+
+#define MK__SHM_MAGIC   UINT64_C(0x474553534D48534B) /* "KSHMSSEG" little-endian */
+#define MK__SHM_META_MG UINT64_C(0x4154454D4D48534B) /* "KSHMMETA" */
+#define MK__SHM_VERSION 1u
+#define MK__SHM_BUCKETS 256u
+
+/* user[] words of the region header */
+enum { MK__U_MAGIC = 0, MK__U_META, MK__U_VERSION, MK__U_SIG, MK__U_MAX };
+
+/* trailer kinds (top 16 bits of the trailer word) */
+#define MK__TR_OWNED UINT64_C(0x4F57)
+#define MK__TR_META  UINT64_C(0x4D45)
+#define MK__TR_OBJ   UINT64_C(0x4F42)
+#define MK__TR_SHIFT 48
+
+/* Operation codes in journal args[0] (diagnosis only). */
+enum {
+    MK__SOP_ALLOC = 1,
+    MK__SOP_FREE,
+    MK__SOP_REALLOC,
+    MK__SOP_ATTACH,
+    MK__SOP_DETACH,
+    MK__SOP_REAP,
+    MK__SOP_OBJ_CREATE,
+    MK__SOP_OBJ_REMOVE,
+    MK__SOP_META,
+    MK__SOP_FAILED,
+};
+
+/* One process-table slot. pid == 0: free. */
+typedef struct mk__shm_slot {
+    uint64_t pid;
+    uint64_t start_time;
+    uint64_t gen; /* meta.gen when this process attached (>= 1) */
+    uint64_t pad;
+} mk__shm_slot;
+
+typedef struct mk__shm_meta {
+    uint64_t magic; /* MK__SHM_META_MG */
+    uint64_t version;
+    uint64_t max_size;
+    uint64_t flags; /* MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE */
+    uint64_t creator_pid;
+    uint64_t removed;  /* the name was removed on last close: opens must fail */
+    uint64_t attached; /* used slots */
+    uint64_t gen;      /* attaches since creation */
+    uint64_t objects;  /* directory entries */
+    uint64_t pad[7];
+    char name[MK_SHM_NAME_MAX + 1];
+    mk_off buckets[MK__SHM_BUCKETS]; /* payload offsets of the first entries */
+    mk__shm_slot slots[MK_SHM_MAX_PROCS];
+} mk__shm_meta;
+
+/* A named object's header, at the start of its block's payload; the data
+ * follows at payload + sizeof(mk__shm_ent) (16-aligned). */
+typedef struct mk__shm_ent {
+    mk_off next; /* payload offset of the next entry in the bucket, 0 = end */
+    uint64_t hash;
+    uint64_t type;
+    uint64_t size;
+    char name[MK_SHM_OBJ_NAME_MAX + 1];
+} mk__shm_ent;
+
+_Static_assert(sizeof(mk__shm_ent) % 16 == 0, "object data must stay 16-aligned");
+_Static_assert(sizeof(((mk__hdr *)0)->lock) >= MK__OS_MUTEX_BYTES, "no room for the mutex");
+
+struct mk_shm {
+    mk__hdr *h;              /* base of the mapping = the region */
+    size_t reserved;         /* bytes of address space reserved at h */
+    _Atomic uint64_t mapped; /* bytes of the object mapped at h */
+    mk__os_shm os;
+    mk_off meta; /* payload offset of the meta block */
+    int slot;    /* process-table slot, -1 for an observer */
+    uint64_t gen;
+    uint64_t pid; /* the process that opened the handle */
+    unsigned flags;
+    char name[MK_SHM_NAME_MAX + 1];
+};
+
+/* Block kinds as classify() sees them. */
+typedef struct mk__shm_blk {
+    mk_off b;      /* block start (payload - 8) */
+    uint64_t span; /* bytes */
+    int kind;      /* mk_shm_block_kind */
+    uint32_t slot; /* owned: owner slot */
+    uint32_t gen;  /* owned: low 32 bits of the owner's generation */
+} mk__shm_blk;
+
+static inline mk__shm_meta *mk__shm_m(const mk_shm *s) {
+    return (mk__shm_meta *)(void *)mk__word(s->h, s->meta);
+}
+static inline mk__os_mutex *mk__shm_mutex(const mk__hdr *h) {
+    return (mk__os_mutex *)(void *)(uintptr_t)h->lock;
+}
+static inline uint64_t mk__shm_trailer_for(int kind, mk_off b) {
+    uint64_t k = kind == MK_SHM_BLOCK_META ? MK__TR_META : MK__TR_OBJ;
+    return (k << MK__TR_SHIFT) | ((b >> 3) & ((UINT64_C(1) << MK__TR_SHIFT) - 1));
+}
+static inline uint64_t mk__shm_owner_word(uint32_t slot, uint64_t gen) {
+    return (MK__TR_OWNED << MK__TR_SHIFT) | ((uint64_t)slot << 32) | (gen & 0xFFFFFFFFu);
+}
+/* Last possible sentinel offset for a range of size bytes (as region.c). */
+static inline mk_off mk__shm_end_for(uint64_t size) {
+    return ((size - 16) & ~(uint64_t)(MK__GRAIN - 1)) + 8;
+}
+
+/* ---- shm.c ---- */
+/* Take the lock, repairing after a dead owner, and bring the mapping up to
+ * the header's size. MK_OK: the caller holds the lock. */
+int mk__shm_lock(mk_shm *s);
+void mk__shm_unlock(mk_shm *s);
+/* Grow the segment so that an allocation of need more bytes can fit.
+ * MK_ENOMEM when it cannot grow (maximum reached, buddy). */
+int mk__shm_grow_locked(mk_shm *s, uint64_t need);
+/* Free the slots of processes that are no longer alive (journaled). */
+int mk__shm_reap_locked(mk_shm *s, uint64_t *reaped);
+uint64_t mk__shm_layout_sig(void);
+
+/* ---- heap.c ---- */
+/* What the block whose payload is off is. MK_EBADOFF, MK_EDOUBLEFREE,
+ * MK_ECORRUPT (USER bit with an unknown trailer). */
+int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out);
+/* Inside an open journal operation: allocate a used block of at least
+ * size usable bytes, counted as an allocation. *b = block start. Writes
+ * nothing on MK_ENOMEM. */
+int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
+/* Inside an open journal operation: free live block b (counted). */
+int mk__shm_raw_free(mk__hdr *h, mk_off b);
+/* Log the words of a fresh block that were free-block metadata (links,
+ * footer) before they are overwritten by data, so an undo restores them. */
+void mk__shm_log_payload(mk__hdr *h, mk_off b);
+/* Mark b as a tagged block with trailer word t (journaled). */
+void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t);
+/* Bytes the maximum size could ever give one block. */
+uint64_t mk__shm_capacity(const mk_shm *s);
+
+/* ---- check.c ---- */
+int mk__shm_validate_locked(mk_shm *s, mk_fault *fault);
+/* Record a broken segment invariant in f (may be NULL); MK_ECORRUPT. */
+int mk__shm_fault(mk_fault *f, const char *invariant, mk_off off);
+
+/* ---- dir.c ---- */
+uint64_t mk__shm_hash(const char *name, size_t len);
+int mk__shm_dir_check(mk_shm *s, mk_fault *f);
+
+#endif

@@ -1,0 +1,708 @@
+/*
+ * The shared-memory heap's API, one process (plus forked helpers where the
+ * point is another process): every function and its error paths, refusal
+ * of foreign, other-version and truncated objects, file-backed persistence,
+ * two mappings in one process, growth, named objects (with forked racers
+ * on find-or-create), owned blocks and reclaim, removal on last close.
+ *
+ * Every segment name carries the pid; every test unlinks what it made.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "memkit/shm.h"
+#include "os/os.h"
+#include "shm/shm_int.h"
+
+#define KB ((size_t)1024)
+#define MB (KB * KB)
+
+static char g_name[128];
+
+static const char *nm(const char *tag) {
+    snprintf(g_name, sizeof g_name, "/mk-test-shm-%ld-%s", (long)getpid(), tag);
+    mk_shm_unlink(g_name, 0); /* a leftover of a killed run */
+    return g_name;
+}
+
+#define RC(expr, want)                                                                             \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != (want))                                                                         \
+            fail_msg("%s returned %d (%s), expected %d (%s)", #expr, rc_, mk_strerror(rc_),        \
+                     (int)(want), mk_strerror(want));                                              \
+    } while (0)
+
+static void valid(mk_shm *s) {
+    mk_fault f = {0};
+    int rc = mk_shm_validate(s, &f);
+    if (rc != MK_OK)
+        fail_msg("validate: %d (%s): \"%s\" at %" PRIu64, rc, mk_strerror(rc),
+                 f.invariant ? f.invariant : "(null)", f.offset);
+}
+
+static unsigned char pat(uint64_t seed, size_t i) {
+    return (unsigned char)((seed * 0x2Fu) ^ (i * 7u) ^ (i >> 8) ^ 0xA5);
+}
+static void fill(void *p, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) ((unsigned char *)p)[i] = pat(seed, i);
+}
+static int same(const void *p, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++)
+        if (((const unsigned char *)p)[i] != pat(seed, i)) return 0;
+    return 1;
+}
+
+static mk_shm *make(const char *name, size_t size, size_t max, mk_policy pol, unsigned flags) {
+    mk_shm_config cfg = {.size = size, .max_size = max, .policy = pol, .flags = flags};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    assert_non_null(s);
+    return s;
+}
+
+/* ---- every allocation function, every policy ------------------------------------------ */
+
+static int count_blocks(const mk_shm_block *b, void *arg) {
+    uint64_t *n = arg;
+    n[b->kind]++;
+    return 0;
+}
+
+static void test_alloc_all_policies(void **state) {
+    (void)state;
+    for (int p = 0; p < MK_POLICY_COUNT; p++) {
+        const char *name = nm("alloc");
+        size_t max = p == MK_POLICY_BUDDY ? 0 : 4 * MB;
+        mk_shm *s = make(name, 256 * KB, max, (mk_policy)p, 0);
+        mk_shm_info in;
+        RC(mk_shm_get_info(s, &in), MK_OK);
+        assert_string_equal(in.name, name);
+        assert_int_equal(in.policy, p);
+        assert_int_equal(in.attached, 1);
+        assert_int_equal(in.size, 256 * KB);
+        assert_int_equal(in.max_size, max ? max : 256 * KB);
+
+        mk_off offs[64];
+        for (int i = 0; i < 64; i++) {
+            size_t sz = (size_t)(1 + i * 97 % 1500);
+            RC(mk_shm_alloc(s, sz, &offs[i]), MK_OK);
+            void *q = mk_shm_ptr(s, offs[i]);
+            assert_non_null(q);
+            assert_int_equal((uintptr_t)q % 16, 0);
+            assert_int_equal(mk_shm_offset(s, q), offs[i]);
+            size_t u = 0;
+            RC(mk_shm_usable_size(s, offs[i], &u), MK_OK);
+            assert_true(u >= sz);
+            fill(q, sz, (uint64_t)i);
+        }
+        valid(s);
+        mk_off a;
+        RC(mk_shm_alloc_ex(s, 300, 1024, MK_SHM_ZERO, &a), MK_OK);
+        assert_int_equal((uintptr_t)mk_shm_ptr(s, a) % 1024, 0);
+        for (int i = 0; i < 300; i++) assert_int_equal(((unsigned char *)mk_shm_ptr(s, a))[i], 0);
+        RC(mk_shm_alloc_ex(s, 300, 3, 0, &a), MK_EALIGN);
+        RC(mk_shm_alloc_ex(s, 300, 8192, 0, &a), MK_EALIGN);
+        RC(mk_shm_alloc_ex(s, 300, 0, 0x100, &a), MK_EINVAL);
+        /* realloc: grow, shrink, keep the data */
+        for (int i = 0; i < 64; i += 3) {
+            size_t sz = (size_t)(1 + i * 97 % 1500);
+            mk_off n;
+            RC(mk_shm_realloc(s, offs[i], sz * 3 + 100, &n), MK_OK);
+            assert_true(same(mk_shm_ptr(s, n), sz, (uint64_t)i));
+            offs[i] = n;
+            RC(mk_shm_realloc(s, offs[i], sz, &n), MK_OK);
+            assert_true(same(mk_shm_ptr(s, n), sz, (uint64_t)i));
+            offs[i] = n;
+        }
+        mk_off z;
+        RC(mk_shm_realloc(s, 0, 40, &z), MK_OK);
+        valid(s);
+        uint64_t kinds[5] = {0};
+        RC(mk_shm_walk(s, count_blocks, kinds), 0);
+        assert_int_equal(kinds[MK_SHM_BLOCK_PLAIN], 66);
+        assert_int_equal(kinds[MK_SHM_BLOCK_META], 1);
+        mk_stats st;
+        RC(mk_shm_stats(s, &st), MK_OK);
+        assert_int_equal(st.blocks_used, 67);
+        FILE *f = tmpfile();
+        assert_non_null(f);
+        RC(mk_shm_dump(s, f), MK_OK);
+        assert_true(ftell(f) > 100);
+        fclose(f);
+        for (int i = 0; i < 64; i++) {
+            size_t sz = (size_t)(1 + i * 97 % 1500);
+            assert_true(same(mk_shm_ptr(s, offs[i]), sz, (uint64_t)i));
+            RC(mk_shm_free(s, offs[i]), MK_OK);
+            int rc = mk_shm_free(s, offs[i]);
+            assert_true(rc == MK_EDOUBLEFREE || rc == MK_EBADOFF);
+        }
+        RC(mk_shm_free(s, a), MK_OK);
+        RC(mk_shm_free(s, z), MK_OK);
+        RC(mk_shm_stats(s, &st), MK_OK);
+        assert_int_equal(st.blocks_used, 1); /* the meta block */
+        valid(s);
+        RC(mk_shm_close(s), MK_OK);
+        RC(mk_shm_unlink(name, 0), MK_OK);
+    }
+}
+
+/* ---- argument errors ---------------------------------------------------------------------- */
+
+static void test_errors(void **state) {
+    (void)state;
+    mk_shm_config cfg = {.size = 128 * KB};
+    mk_shm *s = NULL;
+    char longname[400];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[0] = '/';
+    longname[sizeof longname - 1] = 0;
+    RC(mk_shm_create(NULL, &cfg, &s), MK_EINVAL);
+    RC(mk_shm_create("", &cfg, &s), MK_EINVAL);
+    RC(mk_shm_create("noslash", &cfg, &s), MK_EINVAL);
+    RC(mk_shm_create("/a/b", &cfg, &s), MK_EINVAL);
+    RC(mk_shm_create(longname, &cfg, &s), MK_EINVAL);
+    RC(mk_shm_create("/x", NULL, &s), MK_EINVAL);
+    RC(mk_shm_open("/a/b", 0, &s), MK_EINVAL);
+    RC(mk_shm_open(NULL, 0, &s), MK_EINVAL);
+    RC(mk_shm_unlink("", 0), MK_EINVAL);
+    const char *name = nm("err");
+    RC(mk_shm_open(name, 0, &s), MK_ENOENT);
+    assert_null(s);
+    RC(mk_shm_unlink(name, 0), MK_ENOENT);
+    cfg.size = 4 * KB;
+    RC(mk_shm_create(name, &cfg, &s), MK_EINVAL); /* too small */
+    cfg.size = 128 * KB;
+    cfg.max_size = 64 * KB;
+    RC(mk_shm_create(name, &cfg, &s), MK_EINVAL); /* max < size */
+    cfg.max_size = 0;
+    cfg.policy = (mk_policy)17;
+    RC(mk_shm_create(name, &cfg, &s), MK_EINVAL);
+    cfg.policy = MK_POLICY_BUDDY;
+    cfg.max_size = MB;
+    RC(mk_shm_create(name, &cfg, &s), MK_ENOTSUP);
+    cfg.policy = MK_POLICY_TLSF;
+    cfg.max_size = 0;
+    cfg.flags = 0x1000;
+    RC(mk_shm_create(name, &cfg, &s), MK_EINVAL);
+    cfg.flags = 0;
+    RC(mk_shm_open(name, 0, &s), MK_ENOENT); /* the failed creates left nothing */
+
+    s = make(name, 128 * KB, 0, MK_POLICY_TLSF, 0);
+    mk_shm *t = NULL;
+    RC(mk_shm_create(name, &cfg, &t), MK_EEXIST);
+    cfg.flags = MK_SHM_OPEN_EXISTING;
+    RC(mk_shm_create(name, &cfg, &t), MK_OK);
+    mk_shm *u_ = NULL;
+    RC(mk_shm_open(name, 0x40, &u_), MK_EINVAL);
+    assert_null(u_);
+    mk_off o;
+    RC(mk_shm_alloc(s, 200 * KB, &o), MK_ETOOBIG);
+    RC(mk_shm_alloc(NULL, 10, &o), MK_EINVAL);
+    RC(mk_shm_alloc(s, 10, NULL), MK_EINVAL);
+    /* Fill up: no growth allowed, so MK_ENOMEM, and the heap still validates. */
+    int n = 0;
+    int arc;
+    while ((arc = mk_shm_alloc(t, 1000, &o)) == MK_OK) n++;
+    if (n <= 50 || arc != MK_ENOMEM) fail_msg("filled with %d blocks, then %d", n, arc);
+    RC(mk_shm_alloc(s, 1000, &o), MK_ENOMEM);
+    mk_stats st;
+    RC(mk_shm_stats(s, &st), MK_OK);
+    assert_true(st.n_failed >= 2);
+    valid(s);
+    /* Offsets that are not blocks, the segment's own blocks. */
+    RC(mk_shm_free(s, 0), MK_EBADOFF);
+    RC(mk_shm_free(s, 8), MK_EBADOFF);
+    RC(mk_shm_free(s, 123456789), MK_EBADOFF);
+    RC(mk_shm_free(s, s->meta), MK_EBADOFF);
+    RC(mk_shm_realloc(s, s->meta, 10, &o), MK_EBADOFF);
+    size_t u;
+    RC(mk_shm_usable_size(s, s->meta, &u), MK_EBADOFF);
+    assert_null(mk_shm_ptr(s, 0));
+    assert_null(mk_shm_ptr(s, (mk_off)1 << 40));
+    assert_int_equal(mk_shm_offset(s, NULL), 0);
+    assert_int_equal(mk_shm_offset(s, &n), 0);
+    assert_null(mk_shm_region(NULL));
+    assert_non_null(mk_shm_region(s));
+    RC(mk_shm_validate(NULL, NULL), MK_EINVAL);
+    RC(mk_shm_stats(s, NULL), MK_EINVAL);
+    RC(mk_shm_walk(s, NULL, NULL), MK_EINVAL);
+    RC(mk_shm_dump(s, NULL), MK_EINVAL);
+    RC(mk_shm_reclaim(NULL, NULL, NULL), MK_EINVAL);
+    assert_string_equal(mk_shm_block_kind_name(MK_SHM_BLOCK_OWNED), "owned");
+    RC(mk_shm_close(t), MK_OK);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_close(NULL), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* ---- foreign, other-version, truncated objects -------------------------------------------------
+ */
+
+static int open_rc(const char *name) {
+    mk_shm *s = NULL;
+    int rc = mk_shm_open(name, 0, &s);
+    if (rc == MK_OK) mk_shm_close(s);
+    return rc;
+}
+
+/* Create a segment, then change one header word through a raw mapping. */
+static void patch(const char *name, size_t off, uint64_t v) {
+    mk__os_shm os;
+    RC(mk__os_shm_open(name, 0, &os), MK_OK);
+    void *p;
+    RC(mk__os_shm_map(&os, NULL, 4096, &p), MK_OK);
+    memcpy((char *)p + off, &v, 8);
+    mk__os_shm_unmap(p, 4096);
+    mk__os_shm_close(&os);
+}
+
+static void test_foreign(void **state) {
+    (void)state;
+    const char *name = nm("foreign");
+    mk__os_shm os;
+    RC(mk__os_shm_create(name, 256 * KB, 0600, MK__SHM_EXCL, &os), MK_OK);
+    void *p;
+    RC(mk__os_shm_map(&os, NULL, 256 * KB, &p), MK_OK);
+    for (size_t i = 0; i < 256 * KB; i++) ((unsigned char *)p)[i] = (unsigned char)(i * 31 + 7);
+    mk__os_shm_unmap(p, 256 * KB);
+    RC(open_rc(name), MK_EBADMAGIC);
+    /* Tiny objects: truncated. */
+    RC(mk__os_shm_resize(&os, 64), MK_OK);
+    RC(open_rc(name), MK_ETRUNCATED);
+    mk__os_shm_close(&os);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+
+    /* A real segment, then damaged header words one at a time. */
+    struct {
+        size_t off;
+        uint64_t v;
+        int want;
+    } cases[] = {
+        {offsetof(mk__hdr, magic), 0x1234, MK_EBADMAGIC},
+        {offsetof(mk__hdr, version), 99, MK_EVERSION},
+        {offsetof(mk__hdr, signature), 42, MK_ELAYOUT},
+        {offsetof(mk__hdr, user) + 8 * MK__U_MAGIC, 77, MK_EBADMAGIC},
+        {offsetof(mk__hdr, user) + 8 * MK__U_VERSION, 2, MK_EVERSION},
+        {offsetof(mk__hdr, user) + 8 * MK__U_SIG, 3, MK_ELAYOUT},
+        {offsetof(mk__hdr, user) + 8 * MK__U_MAX, 12345, MK_ECORRUPT},
+        {offsetof(mk__hdr, user) + 8 * MK__U_META, 4096 + 8, MK_ECORRUPT},
+        {offsetof(mk__hdr, size), 2 * MB, MK_ETRUNCATED},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mk_shm *s = make(name, 256 * KB, 0, MK_POLICY_BEST_FIT, 0);
+        RC(mk_shm_close(s), MK_OK);
+        RC(open_rc(name), MK_OK);
+        patch(name, cases[i].off, cases[i].v);
+        int rc = open_rc(name);
+        if (rc != cases[i].want)
+            fail_msg("case %zu: open gave %d (%s), expected %d", i, rc, mk_strerror(rc),
+                     cases[i].want);
+        RC(mk_shm_unlink(name, 0), MK_OK);
+    }
+    /* Truncated: the object is shorter than its header says. */
+    mk_shm *s = make(name, 256 * KB, 0, MK_POLICY_BEST_FIT, 0);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk__os_shm_open(name, 0, &os), MK_OK);
+    RC(mk__os_shm_resize(&os, 8192), MK_OK);
+    mk__os_shm_close(&os);
+    RC(open_rc(name), MK_ETRUNCATED);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* ---- file-backed persistence --------------------------------------------------------------- */
+
+static void test_file_backed(void **state) {
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mk-test-shm-%ld.heap", (long)getpid());
+    mk_shm_unlink(path, MK_SHM_FILE);
+    mk_shm *s = make(path, 128 * KB, MB, MK_POLICY_FIRST_FIT, MK_SHM_FILE);
+    mk_off offs[40];
+    for (int i = 0; i < 40; i++) {
+        RC(mk_shm_alloc(s, 5000, &offs[i]), MK_OK); /* grows past 128 KiB */
+        fill(mk_shm_ptr(s, offs[i]), 5000, (uint64_t)i);
+    }
+    mk_off obj;
+    int created = 0;
+    RC(mk_shm_obj_create(s, "root", 7, 64, 0, &obj, &created), MK_OK);
+    assert_int_equal(created, 1);
+    memcpy(mk_shm_ptr(s, obj), offs, 8);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_open(path, 0, &s), MK_EINVAL); /* not a shm name */
+    RC(mk_shm_open(path, MK_SHM_FILE, &s), MK_OK);
+    valid(s);
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    assert_true(in.size > 128 * KB);
+    assert_int_equal(in.attached, 1);
+    assert_true(in.flags & MK_SHM_FILE);
+    mk_shm_obj o;
+    RC(mk_shm_obj_find(s, "root", &o), MK_OK);
+    assert_int_equal(o.type, 7);
+    assert_int_equal(o.offset, obj);
+    assert_memory_equal(mk_shm_ptr(s, o.offset), offs, 8);
+    for (int i = 0; i < 40; i++) assert_true(same(mk_shm_ptr(s, offs[i]), 5000, (uint64_t)i));
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(path, MK_SHM_FILE), MK_OK);
+}
+
+/* ---- two mappings in one process ------------------------------------------------------------- */
+
+static void test_two_handles(void **state) {
+    (void)state;
+    const char *name = nm("two");
+    mk_shm *a = make(name, 64 * KB, 8 * MB, MK_POLICY_TLSF, 0);
+    mk_shm *b = NULL;
+    RC(mk_shm_open(name, 0, &b), MK_OK);
+    mk_off x;
+    RC(mk_shm_alloc(a, 1000, &x), MK_OK);
+    assert_ptr_not_equal(mk_shm_ptr(a, x), mk_shm_ptr(b, x));
+    fill(mk_shm_ptr(a, x), 1000, 1);
+    assert_true(same(mk_shm_ptr(b, x), 1000, 1));
+    char *keep = mk_shm_ptr(a, x);
+    /* Grow through b well past the initial size; a's pointer stays valid
+     * and a sees b's new blocks (its mapping catches up). */
+    mk_off big[20];
+    for (int i = 0; i < 20; i++) {
+        RC(mk_shm_alloc(b, 100 * KB, &big[i]), MK_OK);
+        fill(mk_shm_ptr(b, big[i]), 100 * KB, 100 + (uint64_t)i);
+    }
+    for (int i = 0; i < 20; i++) {
+        void *pa = mk_shm_ptr(a, big[i]); /* slow path: a's mapping is extended */
+        assert_non_null(pa);
+        assert_true(same(pa, 100 * KB, 100 + (uint64_t)i));
+    }
+    assert_true(same(keep, 1000, 1));
+    mk_shm_info in;
+    RC(mk_shm_get_info(a, &in), MK_OK);
+    assert_int_equal(in.attached, 2);
+    assert_true(in.size >= 2 * MB);
+    mk_shm_proc pr[4];
+    size_t n = 0;
+    RC(mk_shm_procs(a, pr, 4, &n), MK_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(pr[0].pid, (uint64_t)getpid());
+    assert_true(pr[0].alive && pr[1].alive);
+    assert_true(pr[0].self + pr[1].self == 1);
+    for (int i = 0; i < 20; i++) RC(mk_shm_free(i % 2 ? a : b, big[i]), MK_OK);
+    valid(a);
+    valid(b);
+    /* An observer is not counted. */
+    mk_shm *obs = NULL;
+    RC(mk_shm_open(name, MK_SHM_OBSERVE, &obs), MK_OK);
+    RC(mk_shm_get_info(obs, &in), MK_OK);
+    assert_int_equal(in.attached, 2);
+    RC(mk_shm_alloc_ex(obs, 10, 0, MK_SHM_OWNED, &x), MK_EINVAL);
+    RC(mk_shm_close(obs), MK_OK);
+    RC(mk_shm_close(b), MK_OK);
+    RC(mk_shm_get_info(a, &in), MK_OK);
+    assert_int_equal(in.attached, 1);
+    RC(mk_shm_close(a), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* ---- removal on last close ---------------------------------------------------------------- */
+
+static void test_remove_on_last_close(void **state) {
+    (void)state;
+    const char *name = nm("autorm");
+    mk_shm *a = make(name, 64 * KB, 0, MK_POLICY_BEST_FIT, MK_SHM_REMOVE_ON_LAST_CLOSE);
+    mk_shm *b = NULL;
+    RC(mk_shm_open(name, 0, &b), MK_OK);
+    RC(mk_shm_close(a), MK_OK);
+    RC(mk_shm_open(name, MK_SHM_OBSERVE, &a), MK_OK); /* still there: b is attached */
+    RC(mk_shm_close(a), MK_OK);
+    RC(mk_shm_close(b), MK_OK);
+    RC(mk_shm_open(name, 0, &a), MK_ENOENT);
+    RC(mk_shm_unlink(name, 0), MK_ENOENT);
+}
+
+/* ---- named objects
+ * ------------------------------------------------------------------------------- */
+
+static int collect_names(const mk_shm_obj *o, void *arg) {
+    uint64_t *mask = arg;
+    int i = atoi(o->name + 3);
+    *mask |= UINT64_C(1) << i;
+    assert_int_equal(o->type, (uint32_t)i);
+    return 0;
+}
+static int stop_at_first(const mk_shm_obj *o, void *arg) {
+    (void)o;
+    (*(int *)arg)++;
+    return 5;
+}
+
+static void test_objects(void **state) {
+    (void)state;
+    const char *name = nm("obj");
+    mk_shm *s = make(name, 128 * KB, 4 * MB, MK_POLICY_BEST_FIT, 0);
+    mk_off off[40];
+    for (int i = 0; i < 40; i++) {
+        char on[32];
+        snprintf(on, sizeof on, "obj%d", i);
+        int created = -1;
+        RC(mk_shm_obj_create(s, on, (uint32_t)i, 100 + (size_t)i * 50, 0, &off[i], &created),
+           MK_OK);
+        assert_int_equal(created, 1);
+        assert_int_equal(off[i] % 16, 0);
+        unsigned char *p = mk_shm_ptr(s, off[i]);
+        for (int k = 0; k < 100 + i * 50; k++) assert_int_equal(p[k], 0);
+        fill(p, 100 + (size_t)i * 50, (uint64_t)i);
+    }
+    valid(s);
+    mk_off again;
+    int created = -1;
+    RC(mk_shm_obj_create(s, "obj3", 3, 100, 0, &again, &created), MK_OK);
+    assert_int_equal(created, 0);
+    assert_int_equal(again, off[3]);
+    RC(mk_shm_obj_create(s, "obj3", 3, 100, MK_SHM_OBJ_EXCL, &again, NULL), MK_EEXIST);
+    RC(mk_shm_obj_create(s, "obj3", 4, 100, 0, &again, NULL), MK_EEXIST);    /* other type */
+    RC(mk_shm_obj_create(s, "obj3", 3, 100000, 0, &again, NULL), MK_EEXIST); /* too small */
+    char longn[80];
+    memset(longn, 'n', sizeof longn);
+    longn[64] = 0;
+    RC(mk_shm_obj_create(s, longn, 1, 10, 0, &again, NULL), MK_EINVAL);
+    longn[63] = 0; /* 63 bytes: the maximum */
+    RC(mk_shm_obj_create(s, longn, 1, 10, 0, &again, NULL), MK_OK);
+    RC(mk_shm_obj_remove(s, longn), MK_OK);
+    RC(mk_shm_obj_create(s, "", 1, 10, 0, &again, NULL), MK_EINVAL);
+    RC(mk_shm_obj_create(s, NULL, 1, 10, 0, &again, NULL), MK_EINVAL);
+    RC(mk_shm_obj_create(s, "x", 1, 10, 0x10, &again, NULL), MK_EINVAL);
+    RC(mk_shm_obj_find(s, "nope", NULL), MK_ENOENT);
+    RC(mk_shm_obj_remove(s, "nope"), MK_ENOENT);
+    RC(mk_shm_obj_find(s, longn, NULL), MK_ENOENT);
+    RC(mk_shm_free(s, off[5]), MK_EBADOFF); /* objects are removed by name */
+    RC(mk_shm_free(s, off[5] - sizeof(mk__shm_ent)), MK_EBADOFF);
+    uint64_t mask = 0;
+    RC(mk_shm_obj_iter(s, collect_names, &mask), 0);
+    assert_int_equal(mask, (UINT64_C(1) << 40) - 1);
+    int visited = 0;
+    RC(mk_shm_obj_iter(s, stop_at_first, &visited), 5);
+    assert_int_equal(visited, 1);
+    for (int i = 0; i < 40; i += 2) {
+        char on[32];
+        snprintf(on, sizeof on, "obj%d", i);
+        RC(mk_shm_obj_remove(s, on), MK_OK);
+        RC(mk_shm_obj_find(s, on, NULL), MK_ENOENT);
+    }
+    for (int i = 1; i < 40; i += 2) {
+        char on[32];
+        snprintf(on, sizeof on, "obj%d", i);
+        mk_shm_obj o;
+        RC(mk_shm_obj_find(s, on, &o), MK_OK);
+        assert_string_equal(o.name, on);
+        assert_int_equal(o.offset, off[i]);
+        assert_int_equal(o.size, 100 + (uint64_t)i * 50);
+        assert_true(same(mk_shm_ptr(s, o.offset), o.size, (uint64_t)i));
+    }
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    assert_int_equal(in.objects, 20);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* Forked racers on find-or-create: exactly one creates, all get one offset. */
+#define RACERS 8
+static void test_objects_race(void **state) {
+    (void)state;
+    const char *name = nm("race");
+    mk_shm *s = make(name, 128 * KB, 0, MK_POLICY_TLSF, 0);
+    for (int round = 0; round < 10; round++) {
+        char on[32];
+        snprintf(on, sizeof on, "race%d", round);
+        int pfd[2];
+        assert_int_equal(pipe(pfd), 0);
+        int go[2];
+        assert_int_equal(pipe(go), 0);
+        pid_t pids[RACERS];
+        fflush(NULL);
+        for (int i = 0; i < RACERS; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                close(pfd[0]);
+                close(go[1]);
+                mk_shm *c = NULL;
+                if (mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
+                char b;
+                if (read(go[0], &b, 1) != 0) _exit(11); /* wait for the start (EOF) */
+                mk_off o = 0;
+                int created = -1;
+                if (mk_shm_obj_create(c, on, 9, 256, 0, &o, &created) != MK_OK) _exit(12);
+                uint64_t rec[2] = {o, (uint64_t)created};
+                if (write(pfd[1], rec, sizeof rec) != (ssize_t)sizeof rec) _exit(13);
+                mk_shm_close(c);
+                _exit(0);
+            }
+        }
+        close(pfd[1]);
+        close(go[0]);
+        close(go[1]); /* start them all */
+        int creators = 0;
+        mk_off first = 0;
+        for (int i = 0; i < RACERS; i++) {
+            uint64_t rec[2];
+            assert_int_equal(read(pfd[0], rec, sizeof rec), (ssize_t)sizeof rec);
+            if (i == 0) first = rec[0];
+            assert_int_equal(rec[0], first);
+            creators += (int)rec[1];
+        }
+        close(pfd[0]);
+        for (int i = 0; i < RACERS; i++) {
+            int st = 0;
+            assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+        assert_int_equal(creators, 1);
+        mk_shm_obj o;
+        RC(mk_shm_obj_find(s, on, &o), MK_OK);
+        assert_int_equal(o.offset, first);
+    }
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    assert_int_equal(in.objects, 10);
+    assert_int_equal(in.attached, 1);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* ---- owned blocks and reclaim
+ * ---------------------------------------------------------------------- */
+
+static int count_owned(const mk_shm_block *b, void *arg) {
+    if (b->kind == MK_SHM_BLOCK_OWNED) (*(int *)arg)++;
+    return 0;
+}
+
+static void test_owned_reclaim(void **state) {
+    (void)state;
+    const char *name = nm("owned");
+    mk_shm *s = make(name, 256 * KB, 0, MK_POLICY_FIRST_FIT, 0);
+    mk_off mine[10];
+    for (int i = 0; i < 10; i++) {
+        RC(mk_shm_alloc_ex(s, 300, 0, MK_SHM_OWNED, &mine[i]), MK_OK);
+        size_t u;
+        RC(mk_shm_usable_size(s, mine[i], &u), MK_OK);
+        assert_true(u >= 300);
+        fill(mk_shm_ptr(s, mine[i]), u, (uint64_t)i); /* all of it: the owner word survives */
+    }
+    /* An owned block stays owned through realloc (in place and moved). */
+    mk_off r;
+    RC(mk_shm_realloc(s, mine[0], 5000, &r), MK_OK);
+    assert_true(same(mk_shm_ptr(s, r), 300, 0));
+    mine[0] = r;
+    RC(mk_shm_realloc(s, mine[0], 100, &r), MK_OK);
+    mine[0] = r;
+    valid(s);
+    mk_stats before;
+    RC(mk_shm_stats(s, &before), MK_OK);
+    /* A child allocates owned and plain blocks and dies without freeing;
+     * another closes properly but leaves its owned blocks behind. */
+    for (int mode = 0; mode < 2; mode++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            mk_shm *c = NULL;
+            if (mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
+            mk_off o;
+            for (int i = 0; i < 25; i++)
+                if (mk_shm_alloc_ex(c, 100 + (size_t)i * 10, 0, MK_SHM_OWNED, &o) != MK_OK)
+                    _exit(11);
+            if (mode == 0) raise(SIGKILL);
+            mk_shm_close(c);
+            _exit(0);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        if (mode == 0)
+            assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+        else
+            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        int owned = 0;
+        RC(mk_shm_walk(s, count_owned, &owned), 0);
+        assert_int_equal(owned, 35);
+        mk_shm_info in;
+        RC(mk_shm_get_info(s, &in), MK_OK);
+        assert_int_equal(in.attached, mode == 0 ? 2 : 1); /* the dead one still listed */
+        uint64_t blocks = 0, bytes = 0;
+        RC(mk_shm_reclaim(s, &blocks, &bytes), MK_OK);
+        assert_int_equal(blocks, 25);
+        assert_true(bytes >= 25 * 100);
+        RC(mk_shm_get_info(s, &in), MK_OK);
+        assert_int_equal(in.attached, 1);
+        owned = 0;
+        RC(mk_shm_walk(s, count_owned, &owned), 0);
+        assert_int_equal(owned, 10);
+        RC(mk_shm_reclaim(s, &blocks, NULL), MK_OK);
+        assert_int_equal(blocks, 0);
+        valid(s);
+    }
+    mk_stats after;
+    RC(mk_shm_stats(s, &after), MK_OK);
+    assert_int_equal(after.blocks_used, before.blocks_used);
+    assert_int_equal(after.bytes_used, before.bytes_used);
+    for (int i = 1; i < 10; i++) {
+        size_t u;
+        RC(mk_shm_usable_size(s, mine[i], &u), MK_OK);
+        assert_true(same(mk_shm_ptr(s, mine[i]), u, (uint64_t)i));
+        RC(mk_shm_free(s, mine[i]), MK_OK);
+    }
+    RC(mk_shm_free(s, mine[0]), MK_OK);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* ---- list
+ * ------------------------------------------------------------------------------------------ */
+
+static void seen(const char *n, void *arg) {
+    if (strcmp(n, (const char *)arg) == 0) ((char *)arg)[0] = '#';
+}
+
+static void test_list(void **state) {
+    (void)state;
+    const char *name = nm("list");
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s", name);
+    mk_shm *s = make(name, 64 * KB, 0, MK_POLICY_BEST_FIT, 0);
+    RC(mk_shm_list(seen, copy), MK_OK);
+    assert_int_equal(copy[0], '#');
+    RC(mk_shm_list(NULL, NULL), MK_EINVAL);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alloc_all_policies),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_foreign),
+        cmocka_unit_test(test_file_backed),
+        cmocka_unit_test(test_two_handles),
+        cmocka_unit_test(test_remove_on_last_close),
+        cmocka_unit_test(test_objects),
+        cmocka_unit_test(test_objects_race),
+        cmocka_unit_test(test_owned_reclaim),
+        cmocka_unit_test(test_list),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -176,7 +176,7 @@ mk_policy mk_region_policy(const mk_region *r) { return (mk_policy)mk__hc(r)->po
 /* Account for an operation: bytes_used moves by add - sub, blocks_used by
  * blocks, and *counter (n_alloc, n_free, ...) by one. Without a journal
  * the counters are plain stores: one test instead of one per word. */
-static void count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter) {
+void mk__count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter) {
     mk__counters *c = &h->c;
     uint64_t used = c->bytes_used + add - sub;
     if (!h->journal_off) {
@@ -192,11 +192,11 @@ static void count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uin
     mk__set(h, counter, *counter + 1);
 }
 
-static void bump(mk__hdr *h, uint64_t *counter) { count_op(h, 0, 0, 0, counter); }
+static void bump(mk__hdr *h, uint64_t *counter) { mk__count_op(h, 0, 0, 0, counter); }
 
 /* ---- checks of caller input ----------------------------------------------------- */
 
-static int check_align(size_t *align) {
+int mk__check_align(size_t *align) {
     if (*align == 0) *align = MK_REGION_DEFAULT_ALIGN;
     if ((*align & (*align - 1)) || *align > MK_REGION_MAX_ALIGN) return MK_EALIGN;
     if (*align < MK__GRAIN) *align = MK__GRAIN;
@@ -271,31 +271,44 @@ static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b, 
     return rc;
 }
 
+int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
+    uint64_t span = mk__span_for(size ? size : 1, mk__ops(h)->min_span);
+    int rc = MK_ENOMEM;
+    *b = 0;
+    if (h->quick_off && align <= MK__GRAIN) {
+        *b = mk__quick_pop(h, span, &rc);
+        if (*b) rc = MK_OK;
+    }
+    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, b, MK__OP_ALLOC, size, align);
+    if (rc == MK_OK) mk__count_op(h, mk__bspan(h, *b), 0, 1, &h->c.n_alloc);
+    return rc;
+}
+
 int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     if (!r || !out) return MK_EINVAL;
     mk__hdr *h = mk__h(r);
     int rc = usable_check(h);
-    if (rc == MK_OK) rc = check_align(&align);
+    if (rc == MK_OK) rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
     if (size > h->data_end - h->data_start) return MK_ETOOBIG;
-    const mk__policy_ops *ops = mk__ops(h);
-    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
-    mk_off b = 0;
+    mk_off b;
     mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
-    rc = MK_ENOMEM;
-    if (h->quick_off && align <= MK__GRAIN) {
-        b = mk__quick_pop(h, span, &rc);
-        if (b) rc = MK_OK;
-    }
-    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, &b, MK__OP_ALLOC, size, align);
-    if (rc == MK_OK) {
-        count_op(h, mk__bspan(h, b), 0, 1, &h->c.n_alloc);
-        *out = b + MK__TAGW;
-    } else if (rc == MK_ENOMEM) {
-        bump(h, &h->c.n_failed);
-    }
+    rc = mk__region_alloc_op(h, size, align, &b);
+    if (rc == MK_OK) *out = b + MK__TAGW;
+    if (rc == MK_ENOMEM) bump(h, &h->c.n_failed);
     mk__journal_end(h);
     return rc;
+}
+
+int mk__region_free_op(mk__hdr *h, mk_off b) {
+    uint64_t span = mk__bspan(h, b);
+    if (!h->quick_off || !mk__quick_push(h, b)) {
+        int rc = mk__neighbours_ok(h, b);
+        if (rc != MK_OK) return rc;
+        mk__ops(h)->release(h, b);
+    }
+    mk__count_op(h, 0, span, -1, &h->c.n_free);
+    return MK_OK;
 }
 
 int mk_region_free(mk_region *r, mk_off off) {
@@ -304,24 +317,15 @@ int mk_region_free(mk_region *r, mk_off off) {
     mk_off b = 0;
     int rc = lookup(h, off, &b);
     if (rc != MK_OK) return rc;
-    uint64_t span = mk__bspan(h, b);
     mk__journal_begin(h, MK__OP_FREE, off, 0, 0);
-    if (!h->quick_off || !mk__quick_push(h, b)) {
-        rc = mk__neighbours_ok(h, b);
-        if (rc != MK_OK) {
-            mk__journal_end(h);
-            return rc;
-        }
-        mk__ops(h)->release(h, b);
-    }
-    count_op(h, 0, span, -1, &h->c.n_free);
+    rc = mk__region_free_op(h, b);
     mk__journal_end(h);
-    return MK_OK;
+    return rc;
 }
 
 /* A moved block's new payload held free-block metadata (links, footer)
  * that the copy overwrites; log those words so an undo restores them. */
-static void journal_payload_words(mk__hdr *h, mk_off b) {
+void mk__journal_payload_words(mk__hdr *h, mk_off b) {
     if (!h->journal_off) return;
     uint64_t span = mk__bspan(h, b);
     for (uint64_t k = MK__LINK0; k <= MK__LINK2 && k + 8 <= span; k += 8)
@@ -333,7 +337,7 @@ static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
     int rc = alloc_or_flush(h, span, MK__GRAIN, nb, MK__OP_REALLOC, b + MK__TAGW, span);
     if (rc != MK_OK) return rc;
-    journal_payload_words(h, *nb);
+    mk__journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);
     uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW;
     memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, b + MK__TAGW), keep);
@@ -359,7 +363,7 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     mk_off nb = b;
     if (rc == MK_ENOMEM) rc = move_block(h, b, span, &nb);
     if (rc == MK_OK) {
-        count_op(h, mk__bspan(h, nb), old_span, 0, &h->c.n_realloc);
+        mk__count_op(h, mk__bspan(h, nb), old_span, 0, &h->c.n_realloc);
         *out = nb + MK__TAGW;
     } else if (rc == MK_ENOMEM) {
         bump(h, &h->c.n_failed);

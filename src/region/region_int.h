@@ -301,6 +301,28 @@ static inline bool mk__plausible_free(const mk__hdr *h, mk_off b) {
            mk__span(w) >= MK__GRAIN * 2;
 }
 
+/* ---- operations inside an open journal operation (region.c) ------------------
+ * The public calls are these, bracketed by mk__journal_begin/end. A layer
+ * above that must make several steps one crash-atomic operation (the
+ * shared heap: allocate a block and link it into its directory) brackets
+ * them itself and calls these. With quick lists an allocation may commit a
+ * flush as operations of its own; segments do not use quick lists. */
+
+/* Check and normalise an alignment (0: default; below 16: 16). */
+int mk__check_align(size_t *align);
+/* Allocate size bytes aligned to align (checked, >= 16); *b = the block
+ * (its payload is *b + 8). Counts it. MK_ENOMEM, MK_ECORRUPT. */
+int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
+/* Free live block b (already looked up), merging or parking it. Counts it.
+ * MK_ECORRUPT when its neighbours are damaged (nothing changed then). */
+int mk__region_free_op(mk__hdr *h, mk_off b);
+/* Move bytes_used by add - sub, blocks_used by blocks and *counter by one. */
+void mk__count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter);
+/* Before user data is copied into newly allocated block b inside an
+ * operation: log the words that held free-block metadata, so an undo
+ * restores them. */
+void mk__journal_payload_words(mk__hdr *h, mk_off b);
+
 /* ---- the boundary-tag engine (block.c) ------------------------------------------ */
 int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
 void mk__bt_release(mk__hdr *h, mk_off b);

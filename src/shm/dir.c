@@ -84,7 +84,7 @@ static int create_once(mk_shm *s, const char *name, size_t len, uint64_t hash, u
     mk_off b = 0;
     int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_ent) + size + 8, 0, &b);
     if (rc != MK_OK) return rc;
-    mk__shm_log_payload(h, b);
+    mk__journal_payload_words(h, b);
     uint64_t span = mk__bspan(h, b);
     mk_off pl = b + MK__TAGW;
     /* The data is zero-filled, so racers that find the object see a
@@ -170,7 +170,7 @@ int mk_shm_obj_remove(mk_shm *s, const char *name) {
         mk__journal_begin(h, MK__OP_USER, MK__SOP_OBJ_REMOVE, hash, 0);
         mk__set(h, link, ent_at(s, p)->next);
         mk__set(h, &m->objects, m->objects - 1);
-        rc = mk__shm_raw_free(h, p - MK__TAGW);
+        rc = mk__region_free_op(h, p - MK__TAGW);
         mk__journal_end(h);
     }
     mk__shm_unlock(s);

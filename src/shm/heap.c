@@ -18,50 +18,11 @@
 
 /* ---- engine-level helpers (inside an open journal operation) -------------------- */
 
-static void count_used(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks) {
-    uint64_t used = h->c.bytes_used + add - sub;
-    mk__set(h, &h->c.bytes_used, used);
-    if (blocks) mk__set(h, &h->c.blocks_used, h->c.blocks_used + (uint64_t)blocks);
-    if (used > h->c.peak_used) mk__set(h, &h->c.peak_used, used);
-}
-
-static void bump(mk__hdr *h, uint64_t *counter) { mk__set(h, counter, *counter + 1); }
-
-static int check_align(size_t *align) {
-    if (*align == 0) *align = MK_REGION_DEFAULT_ALIGN;
-    if ((*align & (*align - 1)) || *align > MK_REGION_MAX_ALIGN) return MK_EALIGN;
-    if (*align < MK__GRAIN) *align = MK__GRAIN;
-    return MK_OK;
-}
-
 int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
-    const mk__policy_ops *ops = mk__ops(h);
     if (align < MK__GRAIN) align = MK__GRAIN;
+    /* MK_ENOMEM, not MK_ETOOBIG: the caller may grow the segment and retry. */
     if (size > h->data_end - h->data_start) return MK_ENOMEM;
-    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
-    int rc = ops->alloc(h, span, align, b);
-    if (rc != MK_OK) return rc;
-    count_used(h, mk__bspan(h, *b), 0, 1);
-    bump(h, &h->c.n_alloc);
-    return MK_OK;
-}
-
-int mk__shm_raw_free(mk__hdr *h, mk_off b) {
-    uint64_t span = mk__bspan(h, b);
-    int rc = mk__neighbours_ok(h, b);
-    if (rc != MK_OK) return rc;
-    mk__ops(h)->release(h, b);
-    count_used(h, 0, span, -1);
-    bump(h, &h->c.n_free);
-    return MK_OK;
-}
-
-void mk__shm_log_payload(mk__hdr *h, mk_off b) {
-    if (!h->journal_off) return;
-    uint64_t span = mk__bspan(h, b);
-    for (uint64_t k = MK__LINK0; k <= MK__LINK2 && k + 8 <= span; k += 8)
-        mk__journal_log(h, mk__word(h, b + k));
-    mk__journal_log(h, mk__word(h, b + span - 8));
+    return mk__region_alloc_op(h, size, align, b);
 }
 
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t) {
@@ -110,13 +71,13 @@ int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
 /* Record a final allocation failure in the counters (its own operation). */
 static void count_failure(mk__hdr *h) {
     mk__journal_begin(h, MK__OP_USER, MK__SOP_FAILED, 0, 0);
-    bump(h, &h->c.n_failed);
+    mk__count_op(h, 0, 0, 0, &h->c.n_failed);
     mk__journal_end(h);
 }
 
 int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
     if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
-    int rc = check_align(&align);
+    int rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
     bool owned = flags & MK_SHM_OWNED;
     if (owned && s->slot < 0) return MK_EINVAL;
@@ -132,7 +93,7 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
         if (rc == MK_OK) {
             uint64_t span = mk__bspan(h, b);
             if (flags & MK_SHM_ZERO) {
-                mk__shm_log_payload(h, b);
+                mk__journal_payload_words(h, b);
                 memset(mk__word(h, b + MK__TAGW), 0, (size_t)(span - MK__TAGW));
             }
             if (owned) mk__shm_tag_block(h, b, mk__shm_owner_word((uint32_t)s->slot, s->gen));
@@ -163,7 +124,7 @@ int mk_shm_free(mk_shm *s, mk_off off) {
         rc = MK_EBADOFF;
     if (rc == MK_OK) {
         mk__journal_begin(s->h, MK__OP_USER, MK__SOP_FREE, off, 0);
-        rc = mk__shm_raw_free(s->h, blk.b);
+        rc = mk__region_free_op(s->h, blk.b);
         mk__journal_end(s->h);
     }
     mk__shm_unlock(s);
@@ -181,7 +142,7 @@ static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64
     if (rc == MK_ENOMEM) {
         rc = ops->alloc(h, span, MK__GRAIN, nb);
         if (rc != MK_OK) return rc;
-        mk__shm_log_payload(h, *nb);
+        mk__journal_payload_words(h, *nb);
         uint64_t old_span = blk->span, new_span = mk__bspan(h, *nb);
         uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW - tail;
         memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, blk->b + MK__TAGW), (size_t)keep);
@@ -190,8 +151,7 @@ static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64
     }
     if (rc != MK_OK) return rc;
     if (trailer) mk__shm_tag_block(h, *nb, trailer); /* resize rewrote the header: re-tag */
-    count_used(h, mk__bspan(h, *nb), blk->span, 0);
-    bump(h, &h->c.n_realloc);
+    mk__count_op(h, mk__bspan(h, *nb), blk->span, 0, &h->c.n_realloc);
     return MK_OK;
 }
 
@@ -285,7 +245,7 @@ int mk_shm_reclaim(mk_shm *s, uint64_t *blocks, uint64_t *bytes) {
         for (size_t i = 0; rc == MK_OK && i < o.n; i++) {
             uint64_t span = mk__bspan(h, o.off[i] - MK__TAGW);
             mk__journal_begin(h, MK__OP_USER, MK__SOP_FREE, o.off[i], 1);
-            rc = mk__shm_raw_free(h, o.off[i] - MK__TAGW);
+            rc = mk__region_free_op(h, o.off[i] - MK__TAGW);
             mk__journal_end(h);
             nb++;
             nbytes += span - 2 * MK__TAGW;

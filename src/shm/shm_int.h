@@ -167,15 +167,11 @@ uint64_t mk__shm_layout_sig(void);
 /* What the block whose payload is off is. MK_EBADOFF, MK_EDOUBLEFREE,
  * MK_ECORRUPT (USER bit with an unknown trailer). */
 int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out);
-/* Inside an open journal operation: allocate a used block of at least
- * size usable bytes, counted as an allocation. *b = block start. Writes
- * nothing on MK_ENOMEM. */
+/* Inside an open journal operation: the engine's mk__region_alloc_op, but
+ * MK_ENOMEM (the segment may grow) for a size beyond the current data.
+ * Freeing and payload logging use the engine's mk__region_free_op and
+ * mk__journal_payload_words directly. */
 int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
-/* Inside an open journal operation: free live block b (counted). */
-int mk__shm_raw_free(mk__hdr *h, mk_off b);
-/* Log the words of a fresh block that were free-block metadata (links,
- * footer) before they are overwritten by data, so an undo restores them. */
-void mk__shm_log_payload(mk__hdr *h, mk_off b);
 /* Mark b as a tagged block with trailer word t (journaled). */
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t);
 /* Bytes the maximum size could ever give one block. */

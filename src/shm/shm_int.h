@@ -29,10 +29,11 @@
  * mk__journal_begin(MK__OP_USER)/end, in the same journal operation as the
  * engine writes it goes with (an object's block allocation and its
  * directory link are one operation): a crash anywhere rolls the whole
- * operation back. That is why this layer drives the policy's primitives
- * (ops->alloc/release/resize) itself instead of calling mk_region_alloc,
- * which commits on its own. Segments are never created with
- * MK_REGION_QUICK, so the engine's quick lists never get in the way.
+ * operation back. That is why this layer calls the engine's operation-level
+ * functions (mk__region_alloc_op, mk__region_free_op) inside its own
+ * bracket instead of mk_region_alloc, which commits on its own. Segments
+ * are never created with MK_REGION_QUICK, so the engine's quick lists never
+ * get in the way.
  *
  * All of it is guarded by the mutex; every function here named *_locked
  * expects it held.

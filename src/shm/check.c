@@ -138,6 +138,11 @@ static int walk_one(const mk_block_info *bi, void *arg) {
             b.info.size -= MK__TAGW;
         } else if (blk.kind == MK_SHM_BLOCK_OBJECT) {
             const mk__shm_ent *e = (const mk__shm_ent *)(const void *)mk__word(c->s->h, bi->offset);
+            /* The entry's size is segment data: a hostile one must not make
+             * a dump read past the block. */
+            if (blk.span < sizeof(mk__shm_ent) + 2 * MK__TAGW ||
+                e->size > blk.span - sizeof(mk__shm_ent) - 2 * MK__TAGW)
+                return MK_ECORRUPT;
             b.info.offset = bi->offset + sizeof(mk__shm_ent);
             b.info.size = e->size;
         }

@@ -7,7 +7,7 @@ CMAKE   ?= cmake
 SEED    ?= 12345
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run check check-release check-debug check-asan check-tsan fuzz \
+.PHONY: all deps build run run-pools check check-release check-debug check-asan check-tsan fuzz \
         bench format format-check clean
 
 all: build
@@ -22,7 +22,11 @@ build: deps
 
 # The main job's demo.
 run: build
-	./build/bin/memkit-demo
+	./build/bin/shm-demo
+
+# the block engine's six fit policies side by side (the first demo)
+run-pools: build
+	./build/bin/pool-demo
 
 # configure+build+test one variant: $(call variant,DIR,CMAKE-ARGS)
 define variant

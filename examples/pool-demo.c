@@ -1,5 +1,5 @@
 /*
- * memkit-demo: the six fit policies of the block engine side by side.
+ * pool-demo: the six fit policies of the block engine side by side.
  *
  * Every policy gets its own 32 MiB pool and replays the same seeded
  * workload: a program-like mix of short-lived small blocks and

@@ -60,6 +60,16 @@ const char *mk_strerror(int err) {
         return "block is protected";
     case MK_ENOTRECOVERABLE:
         return "state cannot be recovered";
+    case MK_ETYPE:
+        return "named object has another type or layout";
+    case MK_ECAPACITY:
+        return "capacity is zero, not a power of two, or too large";
+    case MK_EELEMSIZE:
+        return "element size is invalid or does not match";
+    case MK_EFULL:
+        return "structure is full";
+    case MK_EEMPTY:
+        return "structure is empty";
     default:
         return "unknown error";
     }

@@ -38,6 +38,11 @@ enum mk_error {
     MK_ENOTTOP = -20,         /**< stack allocator: the block is not the top block */
     MK_EPROTECTED = -21,      /**< the block is protected and cannot be changed now */
     MK_ENOTRECOVERABLE = -22, /**< a crashed operation cannot be repaired */
+    MK_ETYPE = -23,           /**< a named object exists with another type or layout */
+    MK_ECAPACITY = -24,       /**< capacity is zero, not a power of two, or too large */
+    MK_EELEMSIZE = -25,       /**< element size is zero, too large, or not the object's */
+    MK_EFULL = -26,           /**< the structure is full (try again, or wait) */
+    MK_EEMPTY = -27,          /**< the structure is empty (try again, or wait) */
 };
 
 /**

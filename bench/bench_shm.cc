@@ -228,6 +228,7 @@ struct Options {
     size_t ops = 2000000;
     uint32_t live = 10000;
     uint64_t segment_mib = 256;
+    long cache_kib = -1; /* memkit per-process cache budget; -1 the default, 0 none */
     double budget = 60;
     bool prefault = true;
     bool frag = true;
@@ -534,6 +535,8 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
         cfg.size = seg_bytes;
         cfg.policy = al.policy;
         cfg.mode = 0600;
+        if (opt.cache_kib == 0) cfg.flags |= MK_SHM_NO_CACHE;
+        if (opt.cache_kib > 0) cfg.cache_bytes = size_t(opt.cache_kib) * 1024;
         int rc = mk_shm_create(seg_name, &cfg, &parent_mk);
         if (rc != MK_OK) die("mk_shm_create failed", mk_strerror(rc));
         mk_stats st;
@@ -609,9 +612,14 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
                     "bench-shm: %s: segment invalid after the run: %s (%s at %" PRIu64 ")\n",
                     al.name, mk_strerror(rr.valid), fault.invariant ? fault.invariant : "?",
                     uint64_t(fault.offset));
+        mk_shm_info info;
+        memset(&info, 0, sizeof info);
+        mk_shm_get_info(parent_mk, &info);
         if (st.bytes_used != used0)
-            fprintf(stderr, "bench-shm: %s: %" PRIu64 " bytes still in use after the run\n",
-                    al.name, uint64_t(st.bytes_used - used0));
+            fprintf(stderr,
+                    "bench-shm: %s: %" PRIu64 " bytes still in use after the run "
+                    "(%u attached, %" PRIu64 " bytes cached)\n",
+                    al.name, uint64_t(st.bytes_used - used0), info.attached, info.cached_bytes);
         mk_shm_close(parent_mk);
         mk_shm_unlink(seg_name, 0);
     } else if (al.kind == K_BOOST) {
@@ -694,6 +702,7 @@ void usage(FILE *f) {
             "  --live N         live blocks per process (default 10000)\n"
             "  --procs LIST     process counts, comma-separated (default 1,2; max %d)\n"
             "  --segment-mib N  segment size (default 256)\n"
+            "  --cache-kib N    memkit's per-process cache budget (default: the library's; 0: none)\n"
             "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc)\n"
             "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
             "  --no-prefault    do not pre-fault the segment mapping in each child\n"
@@ -728,6 +737,8 @@ void parse_args(int argc, char **argv) {
             need(), opt.live = uint32_t(arg_u64(v, a));
         else if (!strcmp(a, "--segment-mib"))
             need(), opt.segment_mib = arg_u64(v, a);
+        else if (!strcmp(a, "--cache-kib"))
+            need(), opt.cache_kib = long(arg_u64(v, a));
         else if (!strcmp(a, "--budget"))
             need(), opt.budget = atof(v);
         else if (!strcmp(a, "--json"))
@@ -821,8 +832,9 @@ int main(int argc, char **argv) {
     printf("workload: per process: seed %" PRIu64
            " + index, %u warm-up allocations (untimed), then "
            "%zu ops,\n          sizes log-uniform in [16, 4096), live count held around %u; "
-           "segment %" PRIu64 " MiB, fresh per run\n",
-           opt.seed, opt.live, opt.ops, opt.live, opt.segment_mib);
+           "segment %" PRIu64 " MiB, fresh per run; memkit cache budget %s\n",
+           opt.seed, opt.live, opt.ops, opt.live, opt.segment_mib,
+           opt.cache_kib < 0 ? "default" : (std::to_string(opt.cache_kib) + " KiB").c_str());
     printf("method:   medians of %u rounds, allocators interleaved in each round; ratios taken "
            "within a round\n",
            opt.runs);

@@ -74,6 +74,11 @@ enum mk_shm_flags {
      *  allocate owned blocks, and its close never removes the segment.
      *  Every other operation works. */
     MK_SHM_OBSERVE = 1u << 3,
+    /** create: no per-process caches of small blocks (see
+     *  mk_shm_config.cache_bytes): every allocation and free takes the
+     *  segment lock, and a freed block is at once available to every
+     *  process and size. */
+    MK_SHM_NO_CACHE = 1u << 4,
 };
 
 /** Allocation flags for mk_shm_alloc_ex(). */
@@ -102,7 +107,20 @@ typedef struct mk_shm_config {
     mk_policy policy; /**< fit policy (MK_POLICY_FIRST_FIT is 0) */
     unsigned mode;    /**< permission bits of the object/file; 0 = 0600 */
     unsigned flags;   /**< MK_SHM_* flags */
+    /** Most bytes of freed blocks each attached process may keep in its
+     *  cache (allocations of up to MK_SHM_CACHE_MAX_SIZE bytes are served
+     *  from it without the segment lock). 0 = MK_SHM_CACHE_DEFAULT_BYTES.
+     *  A cache takes a table of about 4 KiB from the segment per process;
+     *  none is made in segments smaller than MK_SHM_CACHE_MIN_SEGMENT. */
+    size_t cache_bytes;
 } mk_shm_config;
+
+/** Largest request served by the per-process caches. */
+#define MK_SHM_CACHE_MAX_SIZE 4096
+/** Default of mk_shm_config.cache_bytes. */
+#define MK_SHM_CACHE_DEFAULT_BYTES ((size_t)256 * 1024)
+/** Segments smaller than this (at attach time) get no caches. */
+#define MK_SHM_CACHE_MIN_SEGMENT ((size_t)1024 * 1024)
 
 /** What mk_shm_get_info() reports about a segment. */
 typedef struct mk_shm_info {
@@ -110,11 +128,14 @@ typedef struct mk_shm_info {
     uint64_t size;                  /**< current bytes of the region */
     uint64_t max_size;              /**< the most it may grow to */
     mk_policy policy;               /**< fit policy */
-    unsigned flags;       /**< creation flags (MK_SHM_FILE, MK_SHM_REMOVE_ON_LAST_CLOSE) */
-    uint32_t attached;    /**< processes attached now (observers excluded) */
-    uint32_t objects;     /**< named objects in the directory */
-    uint64_t creator_pid; /**< the process that created the segment */
-    uint64_t generation;  /**< attaches since creation */
+    unsigned flags;         /**< creation flags (MK_SHM_FILE, MK_SHM_REMOVE_ON_LAST_CLOSE) */
+    uint32_t attached;      /**< processes attached now (observers excluded) */
+    uint32_t objects;       /**< named objects in the directory */
+    uint64_t creator_pid;   /**< the process that created the segment */
+    uint64_t generation;    /**< attaches since creation */
+    uint64_t cache_bytes;   /**< per-process cache budget (0: no caches) */
+    uint64_t cached_blocks; /**< blocks held in all processes' caches now (a snapshot) */
+    uint64_t cached_bytes;  /**< their spans in bytes (counted as in use by mk_shm_stats) */
 } mk_shm_info;
 
 /** One attached process, as recorded in the segment. */
@@ -253,6 +274,16 @@ void *mk_shm_ptr(mk_shm *s, mk_off off);
 mk_off mk_shm_offset(const mk_shm *s, const void *p);
 
 /**
+ * @brief Give every block in the calling process's cache back to the heap,
+ *        where any process and any size can use it. (An allocation that
+ *        finds no room does this by itself before it grows the segment or
+ *        fails; closing the segment does it too.)
+ * @return MK_OK, MK_EINVAL, MK_ECORRUPT (a damaged cache list; the blocks
+ *         before the damage are given back), lock errors.
+ */
+int mk_shm_cache_flush(mk_shm *s);
+
+/**
  * @brief Free every owned block whose owner process is dead (its pid and
  *        start time no longer name a live process, or it detached without
  *        freeing), and free the process-table slots of dead processes.
@@ -326,7 +357,9 @@ int mk_shm_stats(mk_shm *s, mk_stats *out);
  *        segment's: its metadata block, the process table, the directory
  *        (every entry a live block of the right kind, names terminated,
  *        chains acyclic and in the right bucket, counts agree) and the
- *        owner records of owned blocks.
+ *        owner records of owned blocks, the cache tables, and the calling
+ *        process's own cache lists (other processes change theirs without
+ *        the lock).
  * @param[out] fault optional: the first broken invariant.
  * @return MK_OK or the fault's code (MK_ECORRUPT ...), or a lock error.
  */
@@ -338,7 +371,9 @@ typedef enum mk_shm_block_kind {
     MK_SHM_BLOCK_PLAIN = 1,  /**< allocated with mk_shm_alloc */
     MK_SHM_BLOCK_OWNED = 2,  /**< allocated with MK_SHM_OWNED */
     MK_SHM_BLOCK_OBJECT = 3, /**< a named object (offset is its data) */
-    MK_SHM_BLOCK_META = 4,   /**< the segment's own metadata */
+    MK_SHM_BLOCK_META = 4,   /**< the segment's own metadata (and cache tables) */
+    MK_SHM_BLOCK_CACHED = 5, /**< freed, held in a process's cache (allocated
+                                  for the region; a racy snapshot) */
 } mk_shm_block_kind;
 
 /** One block as mk_shm_walk() reports it. */

@@ -201,6 +201,14 @@ uint64_t mk__os_thread_id(void);
 /* Identifier of the calling process (getpid / GetCurrentProcessId). */
 uint64_t mk__os_process_id(void);
 
+/* Fork detection without a system call. mk__os_fork_watch registers (once
+ * per process, idempotent, thread-safe) a handler that changes the value of
+ * mk__os_fork_epoch in a child created by fork(); a handle that recorded
+ * the epoch after mk__os_fork_watch can tell it is a copy inherited by a
+ * child. MK_OK, MK_EOS. Win32 has no fork: the epoch never changes. */
+int mk__os_fork_watch(void);
+uint64_t mk__os_fork_epoch(void);
+
 /* Start time of process pid in an OS-specific unit (clock ticks since boot
  * from /proc/PID/stat field 22; FILETIME of creation on Win32). Together
  * with pid it names one process for its life: a reused pid has another

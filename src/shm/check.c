@@ -21,7 +21,7 @@ typedef struct census {
     mk_shm *s;
     mk_fault *f;
     int rc;
-    uint64_t meta, objects;
+    uint64_t meta, tables, objects;
 } census;
 
 static int count_block(const mk_block_info *bi, void *arg) {
@@ -32,7 +32,7 @@ static int count_block(const mk_block_info *bi, void *arg) {
         c->rc = mk__shm_fault(c->f, "block: USER bit with an unknown trailer", bi->offset);
         return 1;
     }
-    if (blk.kind == MK_SHM_BLOCK_META) c->meta++;
+    if (blk.kind == MK_SHM_BLOCK_META) *(blk.table ? &c->tables : &c->meta) += 1;
     if (blk.kind == MK_SHM_BLOCK_OBJECT) c->objects++;
     return 0;
 }
@@ -79,6 +79,12 @@ int mk__shm_validate_locked(mk_shm *s, mk_fault *f) {
     if (c.rc != MK_OK) return c.rc;
     if (w < 0) return mk__shm_fault(f, "walk failed", 0);
     if (c.meta != 1) return mk__shm_fault(f, "segment: not exactly one meta block", 0);
+    rc = mk__shm_cache_check(s, f);
+    if (rc != MK_OK) return rc;
+    uint64_t tables = 0;
+    for (uint32_t i = 0; i < MK_SHM_MAX_PROCS; i++) tables += m->slots[i].cache != 0;
+    if (c.tables != tables)
+        return mk__shm_fault(f, "process table: cache tables not all referenced", s->meta);
     if (c.objects != m->objects)
         return mk__shm_fault(f, "directory: object blocks not all linked", s->meta);
     return MK_OK;
@@ -112,7 +118,7 @@ int mk_shm_stats(mk_shm *s, mk_stats *out) {
 /* ---- walk ------------------------------------------------------------------------ */
 
 const char *mk_shm_block_kind_name(mk_shm_block_kind kind) {
-    static const char *const names[] = {"free", "plain", "owned", "object", "meta"};
+    static const char *const names[] = {"free", "plain", "owned", "object", "meta", "cached"};
     return (unsigned)kind < sizeof names / sizeof names[0] ? names[kind] : "?";
 }
 
@@ -132,6 +138,9 @@ static int walk_one(const mk_block_info *bi, void *arg) {
         mk__shm_blk blk;
         if (mk__shm_classify(c->s->h, bi->offset, &blk) != MK_OK) return MK_ECORRUPT;
         b.kind = (mk_shm_block_kind)blk.kind;
+        if (blk.kind == MK_SHM_BLOCK_PLAIN && blk.span >= 32 &&
+            mk__get(c->s->h, blk.b + 16) == mk__shm_cookie(c->s->h, blk.b))
+            b.kind = MK_SHM_BLOCK_CACHED;
         if (blk.kind == MK_SHM_BLOCK_OWNED) {
             b.owner_slot = blk.slot;
             b.owner_gen = blk.gen;

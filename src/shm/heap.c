@@ -59,6 +59,11 @@ int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
         out->kind = MK_SHM_BLOCK_META;
         return MK_OK;
     }
+    if (t == mk__shm_trailer_kind(MK__TR_CACHE, b)) {
+        out->kind = MK_SHM_BLOCK_META;
+        out->table = true;
+        return out->span >= sizeof(mk__shm_cache) + 16 ? MK_OK : MK_ECORRUPT;
+    }
     if (t == mk__shm_trailer_for(MK_SHM_BLOCK_OBJECT, b)) {
         out->kind = MK_SHM_BLOCK_OBJECT;
         return out->span >= sizeof(mk__shm_ent) + 16 ? MK_OK : MK_ECORRUPT;
@@ -68,11 +73,33 @@ int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
 
 /* ---- public operations -------------------------------------------------------------- */
 
+/* A plain block that some process's cache holds (freed already). */
+static bool in_a_cache(const mk__hdr *h, const mk__shm_blk *blk) {
+    return blk->kind == MK_SHM_BLOCK_PLAIN && blk->span >= 32 &&
+           mk__get(h, blk->b + 16) == mk__shm_cookie(h, blk->b);
+}
+
 /* Record a final allocation failure in the counters (its own operation). */
 static void count_failure(mk__hdr *h) {
     mk__journal_begin(h, MK__OP_USER, MK__SOP_FAILED, 0, 0);
     mk__count_op(h, 0, 0, 0, &h->c.n_failed);
     mk__journal_end(h);
+}
+
+/* An allocation found no room: give this process's cached blocks back
+ * (once), else grow the segment. MK_OK: try again. */
+static int no_room(mk_shm *s, uint64_t need, bool *drained) {
+    if (!*drained && s->cache && s->cache->blocks) {
+        *drained = true;
+        int rc = mk__shm_cache_drain_locked(s);
+        if (rc != MK_OK) return rc;
+        return MK_OK;
+    }
+    if (mk__shm_grow_locked(s, need) != MK_OK) {
+        count_failure(s->h);
+        return MK_ENOMEM;
+    }
+    return MK_OK;
 }
 
 int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
@@ -83,10 +110,15 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
     if (owned && s->slot < 0) return MK_EINVAL;
     uint64_t need = (uint64_t)size + (owned ? 8 : 0);
     if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
+    if (!owned && align <= MK__GRAIN) {
+        rc = mk__shm_cache_alloc(s, size, flags, out);
+        if (rc != MK_ENOENT) return rc;
+    }
     rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     mk__hdr *h = s->h;
     mk_off b = 0;
+    bool drained = false;
     for (;;) {
         mk__journal_begin(h, MK__OP_USER, MK__SOP_ALLOC, size, align);
         rc = mk__shm_raw_alloc(h, need, align, &b);
@@ -100,10 +132,7 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
         }
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        if (mk__shm_grow_locked(s, need + align + 64) != MK_OK) {
-            count_failure(h);
-            break;
-        }
+        if (no_room(s, need + align + 64, &drained) != MK_OK) break;
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = b + MK__TAGW;
@@ -116,12 +145,15 @@ int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
 
 int mk_shm_free(mk_shm *s, mk_off off) {
     if (!s) return MK_EINVAL;
-    int rc = mk__shm_lock(s);
+    int rc = mk__shm_cache_free(s, off);
+    if (rc != MK_ENOENT) return rc;
+    rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     mk__shm_blk blk;
     rc = mk__shm_classify(s->h, off, &blk);
     if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
         rc = MK_EBADOFF;
+    if (rc == MK_OK && in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
     if (rc == MK_OK) {
         mk__journal_begin(s->h, MK__OP_USER, MK__SOP_FREE, off, 0);
         rc = mk__region_free_op(s->h, blk.b);
@@ -165,6 +197,7 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
     rc = mk__shm_classify(h, off, &blk);
     if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
         rc = MK_EBADOFF;
+    if (rc == MK_OK && in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
     if (rc == MK_OK) rc = mk__neighbours_ok(h, blk.b);
     uint64_t trailer = 0, need = size;
     if (rc == MK_OK && blk.kind == MK_SHM_BLOCK_OWNED) {
@@ -173,16 +206,13 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
     }
     if (rc == MK_OK && (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s))) rc = MK_ETOOBIG;
     mk_off nb = 0;
+    bool drained = false;
     while (rc == MK_OK) {
         mk__journal_begin(h, MK__OP_USER, MK__SOP_REALLOC, off, size);
         rc = resize_once(h, &blk, need, trailer, &nb);
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        if (mk__shm_grow_locked(s, need + 64) != MK_OK) {
-            count_failure(h);
-            break;
-        }
-        rc = MK_OK;
+        rc = no_room(s, need + 64, &drained);
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = nb + MK__TAGW;

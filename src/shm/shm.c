@@ -21,15 +21,17 @@
 
 #define MK__SHM_DEFAULT_MODE 0600u
 #define MK__SHM_WAIT_NS      (UINT64_C(1000) * 1000 * 1000) /* for a half-created segment */
-#define CREATE_FLAGS         (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE | MK_SHM_OPEN_EXISTING)
-#define OPEN_FLAGS           (MK_SHM_FILE | MK_SHM_OBSERVE)
+#define CREATE_FLAGS                                                                               \
+    (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE | MK_SHM_OPEN_EXISTING | MK_SHM_NO_CACHE)
+#define OPEN_FLAGS (MK_SHM_FILE | MK_SHM_OBSERVE)
 
 uint64_t mk__shm_layout_sig(void) {
-    const uint64_t facts[] = {sizeof(mk__shm_meta), sizeof(mk__shm_slot),
-                              sizeof(mk__shm_ent),  MK__SHM_BUCKETS,
-                              MK_SHM_MAX_PROCS,     MK_SHM_NAME_MAX,
-                              MK_SHM_OBJ_NAME_MAX,  MK__OS_MUTEX_BYTES,
-                              MK__TR_SHIFT,         offsetof(mk__shm_meta, slots)};
+    const uint64_t facts[] = {sizeof(mk__shm_meta),  sizeof(mk__shm_slot),
+                              sizeof(mk__shm_ent),   MK__SHM_BUCKETS,
+                              MK_SHM_MAX_PROCS,      MK_SHM_NAME_MAX,
+                              MK_SHM_OBJ_NAME_MAX,   MK__OS_MUTEX_BYTES,
+                              MK__TR_SHIFT,          offsetof(mk__shm_meta, slots),
+                              sizeof(mk__shm_cache), MK__SHM_CACHE_MAX_SPAN};
     uint64_t x = UINT64_C(0xcbf29ce484222325);
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         x = (x ^ facts[i]) * UINT64_C(0x100000001b3);
@@ -51,6 +53,12 @@ static int handle_new(mk_shm **out) {
     s->os.handle = -1;
     s->slot = -1;
     s->pid = mk__os_process_id();
+    rc = mk__os_fork_watch();
+    if (rc != MK_OK) {
+        mk__os_release(s, page_round(sizeof(mk_shm)));
+        return rc;
+    }
+    s->epoch = mk__os_fork_epoch();
     *out = s;
     return MK_OK;
 }
@@ -105,7 +113,9 @@ static int repair(mk_shm *s) {
     return MK_OK;
 }
 
-int mk__shm_lock(mk_shm *s) {
+bool mk__shm_inherited(const mk_shm *s) { return s->epoch != mk__os_fork_epoch(); }
+
+int mk__shm_lock_shared(mk_shm *s) {
     int rc = mk__os_mutex_lock(mk__shm_mutex(s->h));
     if (rc == MK_EOWNERDEAD) return repair(s);
     if (rc != MK_OK) return rc;
@@ -114,7 +124,23 @@ int mk__shm_lock(mk_shm *s) {
     return rc;
 }
 
-void mk__shm_unlock(mk_shm *s) { mk__os_mutex_unlock(mk__shm_mutex(s->h)); }
+void mk__shm_unlock_shared(mk_shm *s) { mk__os_mutex_unlock(mk__shm_mutex(s->h)); }
+
+/* The handle's mutex first, always: the cache's paths hold it and then take
+ * the segment lock. It also orders this process's threads around the block
+ * headers that the cache reads without the segment lock (cache.c). */
+int mk__shm_lock(mk_shm *s) {
+    bool local = !mk__shm_inherited(s);
+    if (local) mk__shm_local_lock(s);
+    int rc = mk__shm_lock_shared(s);
+    if (rc != MK_OK && local) mk__shm_local_unlock(s);
+    return rc;
+}
+
+void mk__shm_unlock(mk_shm *s) {
+    mk__shm_unlock_shared(s);
+    if (!mk__shm_inherited(s)) mk__shm_local_unlock(s);
+}
 
 /* ---- growth ------------------------------------------------------------------------- */
 
@@ -143,23 +169,24 @@ int mk__shm_reap_locked(mk_shm *s, uint64_t *reaped) {
     mk__hdr *h = s->h;
     mk__shm_meta *m = mk__shm_m(s);
     uint64_t n = 0;
-    bool begun = false;
-    for (uint32_t i = 0; i < MK_SHM_MAX_PROCS; i++) {
+    int rc = MK_OK;
+    for (uint32_t i = 0; i < MK_SHM_MAX_PROCS && rc == MK_OK; i++) {
         mk__shm_slot *sl = &m->slots[i];
         if (sl->pid == 0 || mk__os_process_alive(sl->pid, sl->start_time)) continue;
-        if (!begun) {
-            mk__journal_begin(h, MK__OP_USER, MK__SOP_REAP, 0, 0);
-            begun = true;
-        }
+        /* Its cache first (several operations; a crash between them leaves
+         * the slot for the next reap), then the slot. */
+        rc = mk__shm_cache_reap_locked(s, i);
+        if (rc != MK_OK) break;
+        mk__journal_begin(h, MK__OP_USER, MK__SOP_REAP, i, 0);
         mk__set(h, &sl->pid, 0);
         mk__set(h, &sl->start_time, 0);
         mk__set(h, &sl->gen, 0);
         mk__set(h, &m->attached, m->attached - 1);
+        mk__journal_end(h);
         n++;
     }
-    if (begun) mk__journal_end(h);
     if (reaped) *reaped = n;
-    return MK_OK;
+    return rc;
 }
 
 static int attach_locked(mk_shm *s) {
@@ -182,7 +209,7 @@ static int attach_locked(mk_shm *s) {
             mk__journal_end(h);
             s->slot = (int)i;
             s->gen = gen;
-            return MK_OK;
+            return mk__shm_cache_attach_locked(s);
         }
         if (pass == 0) mk__shm_reap_locked(s, NULL);
     }
@@ -197,6 +224,7 @@ static bool detach_locked(mk_shm *s) {
     bool ours = sl->pid == s->pid && sl->gen == s->gen;
     if (!ours) return false; /* reaped meanwhile (cannot happen while alive) */
     bool remove = m->attached == 1 && (m->flags & MK_SHM_REMOVE_ON_LAST_CLOSE);
+    if (mk__shm_cache_detach_locked(s) != MK_OK) return false; /* left to a reap */
     mk__journal_begin(h, MK__OP_USER, MK__SOP_DETACH, (uint64_t)s->slot, s->pid);
     mk__set(h, &sl->pid, 0);
     mk__set(h, &sl->start_time, 0);
@@ -358,6 +386,8 @@ static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t m
     m->max_size = max;
     m->flags = cfg->flags & (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE);
     m->creator_pid = mk__os_process_id();
+    if (!(cfg->flags & MK_SHM_NO_CACHE))
+        m->cache_bytes = cfg->cache_bytes ? cfg->cache_bytes : MK_SHM_CACHE_DEFAULT_BYTES;
     memcpy(m->name, s->name, sizeof m->name);
     h->user[MK__U_META] = s->meta;
     h->user[MK__U_VERSION] = MK__SHM_VERSION;
@@ -374,7 +404,7 @@ int mk_shm_create(const char *name, const mk_shm_config *cfg, mk_shm **out) {
     if (!name_ok(name) || !cfg || (cfg->flags & ~(unsigned)CREATE_FLAGS)) return MK_EINVAL;
     if ((unsigned)cfg->policy >= MK_POLICY_COUNT || cfg->size < MK_SHM_MIN_SIZE ||
         cfg->size > MK_REGION_MAX_SIZE || cfg->max_size > MK_REGION_MAX_SIZE ||
-        (cfg->max_size && cfg->max_size < cfg->size))
+        (cfg->max_size && cfg->max_size < cfg->size) || cfg->cache_bytes > MK_REGION_MAX_SIZE)
         return MK_EINVAL;
     uint64_t size = page_round(cfg->size);
     uint64_t max = cfg->max_size ? page_round(cfg->max_size) : size;
@@ -515,6 +545,8 @@ int mk_shm_get_info(mk_shm *s, mk_shm_info *out) {
     out->objects = (uint32_t)m->objects;
     out->creator_pid = m->creator_pid;
     out->generation = m->gen;
+    out->cache_bytes = m->cache_bytes;
+    mk__shm_cache_totals(s, &out->cached_blocks, &out->cached_bytes);
     mk__shm_unlock(s);
     return MK_OK;
 }

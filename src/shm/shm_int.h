@@ -14,13 +14,14 @@
  *
  *   meta block      mk__shm_meta: name, sizes, flags, process table,
  *                   directory bucket heads
+ *   cache tables    mk__shm_cache: one per attached process (cache.c)
  *   object blocks   mk__shm_ent (name, type, size, chain link) + the data
  *   owned blocks    user data + an owner word
  *   plain blocks    user data only
  *
  * Blocks that are not plain carry the engine's MK__F_USER bit and a
  * "trailer" word, the last word of the block (b + span - 8), that says what
- * they are: MK__TR_META / MK__TR_OBJ (with the block's offset mixed in, so a
+ * they are: MK__TR_META / MK__TR_OBJ / MK__TR_CACHE (with the block's offset mixed in, so a
  * copied trailer is not valid elsewhere) or MK__TR_OWNED (owner slot and the
  * low 32 bits of its attach generation). A plain block never has the USER
  * bit, so a user cannot forge a trailer by writing its own data.
@@ -49,7 +50,7 @@
 
 #define MK__SHM_MAGIC   UINT64_C(0x474553534D48534B) /* "KSHMSSEG" little-endian */
 #define MK__SHM_META_MG UINT64_C(0x4154454D4D48534B) /* "KSHMMETA" */
-#define MK__SHM_VERSION 1u
+#define MK__SHM_VERSION 2u
 #define MK__SHM_BUCKETS 256u
 
 /* user[] words of the region header */
@@ -59,6 +60,7 @@ enum { MK__U_MAGIC = 0, MK__U_META, MK__U_VERSION, MK__U_SIG, MK__U_MAX };
 #define MK__TR_OWNED UINT64_C(0x4F57)
 #define MK__TR_META  UINT64_C(0x4D45)
 #define MK__TR_OBJ   UINT64_C(0x4F42)
+#define MK__TR_CACHE UINT64_C(0x4341)
 #define MK__TR_SHIFT 48
 
 /* Operation codes in journal args[0] (diagnosis only). */
@@ -73,6 +75,7 @@ enum {
     MK__SOP_OBJ_REMOVE,
     MK__SOP_META,
     MK__SOP_FAILED,
+    MK__SOP_CACHE, /* a cache table made or freed, a block into or out of a cache */
 };
 
 /* One process-table slot. pid == 0: free. */
@@ -80,7 +83,7 @@ typedef struct mk__shm_slot {
     uint64_t pid;
     uint64_t start_time;
     uint64_t gen; /* meta.gen when this process attached (>= 1) */
-    uint64_t pad;
+    mk_off cache; /* payload offset of its cache table, 0 = none */
 } mk__shm_slot;
 
 typedef struct mk__shm_meta {
@@ -89,11 +92,12 @@ typedef struct mk__shm_meta {
     uint64_t max_size;
     uint64_t flags; /* MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE */
     uint64_t creator_pid;
-    uint64_t removed;  /* the name was removed on last close: opens must fail */
-    uint64_t attached; /* used slots */
-    uint64_t gen;      /* attaches since creation */
-    uint64_t objects;  /* directory entries */
-    uint64_t pad[7];
+    uint64_t removed;     /* the name was removed on last close: opens must fail */
+    uint64_t attached;    /* used slots */
+    uint64_t gen;         /* attaches since creation */
+    uint64_t objects;     /* directory entries */
+    uint64_t cache_bytes; /* per-process cache budget, 0 = no caches */
+    uint64_t pad[6];
     char name[MK_SHM_NAME_MAX + 1];
     mk_off buckets[MK__SHM_BUCKETS]; /* payload offsets of the first entries */
     mk__shm_slot slots[MK_SHM_MAX_PROCS];
@@ -109,6 +113,41 @@ typedef struct mk__shm_ent {
     char name[MK_SHM_OBJ_NAME_MAX + 1];
 } mk__shm_ent;
 
+/* ---- per-process caches (cache.c) ----
+ * A process's cache holds freed blocks of up to MK__SHM_CACHE_MAX_SPAN
+ * bytes, one LIFO list per span (16-byte steps), so that its allocations
+ * and frees of small blocks take only its own handle's mutex. For the
+ * engine a cached block is allocated; its first two payload words hold the
+ * next block of its list and a cookie (mk__shm_cookie) that says "cached"
+ * (a second free of it is caught). The table is the process's alone while
+ * it lives; when it is dead, the reap frees every block on its lists and
+ * the one in `pending` (a block between a list and its holder when the
+ * process died). */
+#define MK__SHM_CACHE_MG       UINT64_C(0x484341434D48534B) /* "KSHMCACH" */
+#define MK__SHM_CACHE_MAX_SPAN ((uint64_t)MK_SHM_CACHE_MAX_SIZE + 16)
+#define MK__SHM_CACHE_BINS     (MK__SHM_CACHE_MAX_SPAN / 16 + 1)
+#define MK__SHM_CACHE_MAX_LEN  64u /* blocks per list, at most */
+#define MK__SHM_CACHE_SLACK                                                                        \
+    3 /* an allocation of span S may take a cached block of up to                                  \
+         S + S / 2^3 bytes */
+
+typedef struct mk__shm_bin {
+    mk_off head;    /* block offset (not payload) of the newest, 0 = empty */
+    uint64_t count; /* blocks on the list */
+} mk__shm_bin;
+
+typedef struct mk__shm_cache {
+    uint64_t magic; /* MK__SHM_CACHE_MG */
+    uint64_t slot;  /* the owner's process-table slot */
+    uint64_t gen;   /* and its generation */
+    mk_off pending; /* block offset in flight between a list and the caller */
+    uint64_t bytes; /* spans held */
+    uint64_t blocks;
+    uint64_t pad[2];
+    uint64_t nonempty[(MK__SHM_CACHE_BINS + 63) / 64]; /* bit i: bin[i].head != 0 */
+    mk__shm_bin bin[MK__SHM_CACHE_BINS];               /* index span / 16 */
+} mk__shm_cache;
+
 _Static_assert(sizeof(mk__shm_ent) % 16 == 0, "object data must stay 16-aligned");
 _Static_assert(sizeof(((mk__hdr *)0)->lock) >= MK__OS_MUTEX_BYTES, "no room for the mutex");
 
@@ -123,6 +162,9 @@ struct mk_shm {
     uint64_t pid; /* the process that opened the handle */
     unsigned flags;
     char name[MK_SHM_NAME_MAX + 1];
+    _Atomic uint32_t local; /* this handle's threads, one at a time: 0 free, 1 held, 2 waiters */
+    mk__shm_cache *cache;   /* this process's cache table, NULL: none */
+    uint64_t epoch;         /* mk__os_fork_epoch() at open: a forked child's copy differs */
 };
 
 /* Block kinds as classify() sees them. */
@@ -132,6 +174,7 @@ typedef struct mk__shm_blk {
     int kind;      /* mk_shm_block_kind */
     uint32_t slot; /* owned: owner slot */
     uint32_t gen;  /* owned: low 32 bits of the owner's generation */
+    bool table;    /* meta: a cache table */
 } mk__shm_blk;
 
 static inline mk__shm_meta *mk__shm_m(const mk_shm *s) {
@@ -139,6 +182,9 @@ static inline mk__shm_meta *mk__shm_m(const mk_shm *s) {
 }
 static inline mk__os_mutex *mk__shm_mutex(const mk__hdr *h) {
     return (mk__os_mutex *)(void *)(uintptr_t)h->lock;
+}
+static inline uint64_t mk__shm_trailer_kind(uint64_t k, mk_off b) {
+    return (k << MK__TR_SHIFT) | ((b >> 3) & ((UINT64_C(1) << MK__TR_SHIFT) - 1));
 }
 static inline uint64_t mk__shm_trailer_for(int kind, mk_off b) {
     uint64_t k = kind == MK_SHM_BLOCK_META ? MK__TR_META : MK__TR_OBJ;
@@ -152,11 +198,43 @@ static inline mk_off mk__shm_end_for(uint64_t size) {
     return ((size - 16) & ~(uint64_t)(MK__GRAIN - 1)) + 8;
 }
 
+/* The "cached" mark of block b: keyed by the region's secret, so user data
+ * does not carry it by chance. */
+static inline uint64_t mk__shm_cookie(const mk__hdr *h, mk_off b) {
+    return ((b + 0x9E37) * UINT64_C(0xD6E8FEB86659FD93)) ^ h->secret ^ MK__SHM_CACHE_MG;
+}
+
+/* The handle's own lock (private memory, this process's threads only): a
+ * futex lock of three states, so that the uncontended case is one CAS and
+ * one exchange, with no system call, and a waiter sleeps. */
+static inline void mk__shm_local_lock(mk_shm *s) {
+    uint32_t c = 0;
+    if (atomic_compare_exchange_strong_explicit(&s->local, &c, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return;
+    if (c != 2) c = atomic_exchange_explicit(&s->local, 2, memory_order_acquire);
+    while (c != 0) {
+        mk__os_wait32((const uint32_t *)(const void *)&s->local, 2, -1, false);
+        c = atomic_exchange_explicit(&s->local, 2, memory_order_acquire);
+    }
+}
+static inline void mk__shm_local_unlock(mk_shm *s) {
+    if (atomic_exchange_explicit(&s->local, 0, memory_order_release) == 2)
+        mk__os_wake32((const uint32_t *)(const void *)&s->local, 1, false);
+}
+
 /* ---- shm.c ---- */
-/* Take the lock, repairing after a dead owner, and bring the mapping up to
- * the header's size. MK_OK: the caller holds the lock. */
+/* Take the handle's mutex and the segment lock, repairing after a dead
+ * owner, and bring the mapping up to the header's size. MK_OK: the caller
+ * holds both. A forked child's copy of a handle skips the handle's mutex
+ * (it may have been copied locked). */
 int mk__shm_lock(mk_shm *s);
 void mk__shm_unlock(mk_shm *s);
+/* The segment lock alone, for a caller that holds the handle's mutex. */
+int mk__shm_lock_shared(mk_shm *s);
+void mk__shm_unlock_shared(mk_shm *s);
+/* Whether s is a copy inherited through fork() (no system call). */
+bool mk__shm_inherited(const mk_shm *s);
 /* Grow the segment so that an allocation of need more bytes can fit.
  * MK_ENOMEM when it cannot grow (maximum reached, buddy). */
 int mk__shm_grow_locked(mk_shm *s, uint64_t need);
@@ -177,6 +255,27 @@ int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t);
 /* Bytes the maximum size could ever give one block. */
 uint64_t mk__shm_capacity(const mk_shm *s);
+
+/* ---- cache.c ---- */
+/* Serve an allocation / a free from the calling process's cache.
+ * MK_ENOENT: not for the cache (or nothing there): take the locked path. */
+int mk__shm_cache_alloc(mk_shm *s, size_t size, unsigned flags, mk_off *out);
+int mk__shm_cache_free(mk_shm *s, mk_off off);
+/* Under both locks. Make this process's table (after attach; no table
+ * when the segment is too small or caches are off) / free every block in
+ * it and the table (before detach). */
+int mk__shm_cache_attach_locked(mk_shm *s);
+int mk__shm_cache_detach_locked(mk_shm *s);
+/* Under both locks: give every block of this process's cache back to the
+ * heap (an allocation that found no room tries this before failing). */
+int mk__shm_cache_drain_locked(mk_shm *s);
+/* Under the segment lock: free the cache of dead slot i (its lists, its
+ * pending block, the table) and clear slot.cache. */
+int mk__shm_cache_reap_locked(mk_shm *s, uint32_t i);
+/* Under both locks: check this process's lists; the tables of all slots. */
+int mk__shm_cache_check(mk_shm *s, mk_fault *f);
+/* Blocks and bytes held by all caches (a snapshot). */
+void mk__shm_cache_totals(const mk_shm *s, uint64_t *blocks, uint64_t *bytes);
 
 /* ---- check.c ---- */
 int mk__shm_validate_locked(mk_shm *s, mk_fault *fault);

@@ -13,7 +13,12 @@
  *                           moving), object create/remove, attach, detach: a
  *                           child is SIGKILLed at step k; the parent then takes
  *                           the lock (repair), validates, checks its own blocks,
- *                           allocates and frees, reclaims.
+ *                           allocates and frees, reclaims. The per-process
+ *                           cache's steps too (push, pop, refill, trim, in a
+ *                           segment large enough to have caches): there the
+ *                           child reports every block it holds, and after the
+ *                           reclaim the heap holds exactly the parent's bytes
+ *                           plus the child's live blocks: none lost.
  *   mp_shm randomkill [SEED] [KILLS]  children doing random operations are
  *                           SIGKILLed at random times; after each kill the
  *                           parent validates and checks its blocks.
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -308,12 +314,46 @@ enum {
     OP_OBJ_REMOVE,
     OP_ATTACH,
     OP_DETACH,
+    OP_CACHE_FREE,
+    OP_CACHE_ALLOC,
+    OP_CACHE_REFILL,
+    OP_CACHE_TRIM,
     OP_COUNT
 };
 static const char *const op_names[OP_COUNT] = {
-    "alloc",      "alloc-aligned", "alloc-owned",     "alloc-grow",    "free",
-    "free-owned", "realloc-move",  "realloc-inplace", "realloc-owned", "obj-create",
-    "obj-remove", "attach",        "detach"};
+    "alloc",        "alloc-aligned",   "alloc-owned",   "alloc-grow",   "free",       "free-owned",
+    "realloc-move", "realloc-inplace", "realloc-owned", "obj-create",   "obj-remove", "attach",
+    "detach",       "cache-free",      "cache-alloc",   "cache-refill", "cache-trim"};
+
+/* The blocks a child holds, in a page shared with the parent: recorded
+ * when an allocation returns, dropped when a free returns. */
+#define NREPORT 128
+typedef struct report {
+    uint64_t n;
+    mk_off off[NREPORT];
+} report;
+static report *g_report;
+
+static void held(mk_off o) {
+    if (g_report->n == NREPORT) DIE("report full");
+    g_report->off[g_report->n] = o;
+    atomic_signal_fence(memory_order_seq_cst);
+    g_report->n++;
+}
+static void dropped(mk_off o) {
+    for (uint64_t i = 0; i < g_report->n; i++)
+        if (g_report->off[i] == o) g_report->off[i] = 0;
+}
+static void cache_alloc(mk_shm *s, size_t n, mk_off *o) {
+    CHECK(mk_shm_alloc(s, n, o), MK_OK);
+    held(*o);
+}
+static void cache_free(mk_shm *s, mk_off o) {
+    CHECK(mk_shm_free(s, o), MK_OK);
+    dropped(o);
+}
+
+static bool cache_op(int op) { return op >= OP_CACHE_FREE; }
 
 static uint64_t g_crash_at;
 static void crash_hook(uint64_t step) {
@@ -373,7 +413,41 @@ static void crash_child(int op, uint64_t k) {
         _exit(0);
     }
     s = child_open();
-    mk_off a = 0, n = 0;
+    mk_off a = 0, n = 0, many[80];
+    if (cache_op(op)) {
+        switch (op) { /* preparation */
+        case OP_CACHE_FREE:
+            cache_alloc(s, 300, &a);
+            break;
+        case OP_CACHE_ALLOC: /* two on the list: a pop, no refill */
+            cache_alloc(s, 300, &a);
+            cache_alloc(s, 300, &n);
+            cache_free(s, a);
+            cache_free(s, n);
+            break;
+        case OP_CACHE_TRIM:
+            for (int i = 0; i < 80; i++) cache_alloc(s, 300, &many[i]);
+            for (int i = 0; i < 40; i++) cache_free(s, many[i]);
+            break;
+        }
+        arm(k);
+        switch (op) {
+        case OP_CACHE_FREE:
+            cache_free(s, a);
+            break;
+        case OP_CACHE_ALLOC:
+            cache_alloc(s, 300, &n);
+            break;
+        case OP_CACHE_REFILL:
+            cache_alloc(s, 1000, &n);
+            break;
+        case OP_CACHE_TRIM: /* 40 more than a list holds: at least one trim */
+            for (int i = 40; i < 80; i++) cache_free(s, many[i]);
+            break;
+        }
+        mk__test_crash_hook = NULL;
+        _exit(0);
+    }
     switch (op) { /* preparation */
     case OP_FREE:
     case OP_REALLOC_MOVE:
@@ -436,17 +510,38 @@ static void crash_child(int op, uint64_t k) {
     _exit(0);
 }
 
+/* After a cache operation crashed: reclaim the dead child's cache; then
+ * the heap holds the parent's bytes and the child's live blocks, no more. */
+static void nothing_lost(mk_shm *s, const mk_stats *before, const char *when) {
+    CHECK(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+    uint64_t expect = before->bytes_used;
+    for (uint64_t i = 0; i < g_report->n; i++) {
+        size_t u = 0;
+        if (g_report->off[i] && mk_shm_usable_size(s, g_report->off[i], &u) == MK_OK)
+            expect += u + 8;
+    }
+    mk_stats after;
+    CHECK(mk_shm_stats(s, &after), MK_OK);
+    if (after.bytes_used != expect)
+        DIE("%s: %" PRIu64 " bytes in use, expected %" PRIu64, when, after.bytes_used, expect);
+    mk_shm_info in;
+    CHECK(mk_shm_get_info(s, &in), MK_OK);
+    if (in.attached != 1) DIE("%s: the dead child is still attached", when);
+}
+
 static int run_crash(mk_policy pol) {
     uint64_t total = 0;
     for (int op = 0; op < OP_COUNT; op++) {
         if (op == OP_ALLOC_GROW && pol == MK_POLICY_BUDDY) continue;
         uint64_t k;
         for (k = 1;; k++) {
-            mk_shm *s = make(256 * KB, pol == MK_POLICY_BUDDY ? 0 : 4 * MB, pol);
+            size_t size = cache_op(op) ? 2 * MB : 256 * KB;
+            mk_shm *s = make(size, pol == MK_POLICY_BUDDY ? 0 : 4 * MB, pol);
             parent_state ps;
             populate(s, &ps);
             mk_stats before;
             CHECK(mk_shm_stats(s, &before), MK_OK);
+            memset(g_report, 0, sizeof *g_report);
             fflush(NULL);
             pid_t pid = fork();
             if (pid < 0) DIE("fork");
@@ -463,6 +558,7 @@ static int run_crash(mk_policy pol) {
             /* Take the lock: repairs if the child died holding it. */
             valid(s, when);
             check_parent(s, &ps, when);
+            if (cache_op(op)) nothing_lost(s, &before, when);
             mk_off x, y;
             CHECK(mk_shm_alloc(s, 777, &x), MK_OK);
             CHECK(mk_shm_alloc_ex(s, 5000, 64, MK_SHM_OWNED, &y), MK_OK);
@@ -625,6 +721,10 @@ static int run_randomkill(uint64_t seed, long kills) {
     mk_stats st;
     CHECK(mk_shm_stats(s, &st), MK_OK);
     if (in.attached != 1) DIE("%u processes still attached", in.attached);
+    /* Every dead child's cache came back: with ours flushed, none is left. */
+    CHECK(mk_shm_cache_flush(s), MK_OK);
+    CHECK(mk_shm_get_info(s, &in), MK_OK);
+    if (in.cached_blocks != 0) DIE("%" PRIu64 " blocks left in caches", in.cached_blocks);
     printf("randomkill: %ld kills in %.1f s (seed %" PRIu64 "), %" PRIu64
            " blocks used at the end, size %" PRIu64 " KiB\n",
            kills, (double)(now_ns() - t0) / 1e9, seed, st.blocks_used, in.size / 1024);
@@ -644,6 +744,9 @@ int main(int argc, char **argv) {
     alarm(600);
     if (strcmp(argv[1], "workers") == 0) return run_workers(seed);
     if (strcmp(argv[1], "growth") == 0) return run_growth(seed);
+    g_report =
+        mmap(NULL, sizeof *g_report, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_report == MAP_FAILED) DIE("mmap");
     if (strcmp(argv[1], "crash") == 0) {
         mk_policy pol = MK_POLICY_TLSF;
         if (argc > 2 && mk_policy_from_name(argv[2], &pol) != MK_OK) DIE("policy %s", argv[2]);

@@ -130,7 +130,7 @@ static void test_alloc_all_policies(void **state) {
         mk_off z;
         RC(mk_shm_realloc(s, 0, 40, &z), MK_OK);
         valid(s);
-        uint64_t kinds[5] = {0};
+        uint64_t kinds[MK_SHM_BLOCK_CACHED + 1] = {0};
         RC(mk_shm_walk(s, count_blocks, kinds), 0);
         assert_int_equal(kinds[MK_SHM_BLOCK_PLAIN], 66);
         assert_int_equal(kinds[MK_SHM_BLOCK_META], 1);
@@ -295,7 +295,7 @@ static void test_foreign(void **state) {
         {offsetof(mk__hdr, version), 99, MK_EVERSION},
         {offsetof(mk__hdr, signature), 42, MK_ELAYOUT},
         {offsetof(mk__hdr, user) + 8 * MK__U_MAGIC, 77, MK_EBADMAGIC},
-        {offsetof(mk__hdr, user) + 8 * MK__U_VERSION, 2, MK_EVERSION},
+        {offsetof(mk__hdr, user) + 8 * MK__U_VERSION, MK__SHM_VERSION + 1, MK_EVERSION},
         {offsetof(mk__hdr, user) + 8 * MK__U_SIG, 3, MK_ELAYOUT},
         {offsetof(mk__hdr, user) + 8 * MK__U_MAX, 12345, MK_ECORRUPT},
         {offsetof(mk__hdr, user) + 8 * MK__U_META, 4096 + 8, MK_ECORRUPT},
@@ -671,6 +671,268 @@ static void test_owned_reclaim(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* ---- per-process caches ------------------------------------------------------------------ */
+
+static mk_stats stats_of(mk_shm *s) {
+    mk_stats st;
+    RC(mk_shm_stats(s, &st), MK_OK);
+    return st;
+}
+static mk_shm_info info_of(mk_shm *s) {
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    return in;
+}
+static int count_kinds(const mk_shm_block *b, void *arg) {
+    ((uint64_t *)arg)[b->kind]++;
+    return 0;
+}
+
+/* A free and an allocation of the same size are served by the cache: the
+ * engine sees neither; LIFO order; double and interior frees refused by
+ * both the cache path and the locked path (another handle); zeroing. */
+static void test_cache_basics(void **state) {
+    (void)state;
+    const char *name = nm("cache");
+    mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_TLSF, 0);
+    assert_int_equal(info_of(s).cache_bytes, MK_SHM_CACHE_DEFAULT_BYTES);
+    mk_off a, b, z;
+    RC(mk_shm_alloc(s, 100, &a), MK_OK);
+    mk_stats st0 = stats_of(s);
+    assert_true(info_of(s).cached_blocks > 0); /* the refill brought a few more */
+    for (int i = 0; i < 1000; i++) {
+        fill(mk_shm_ptr(s, a), 100, (uint64_t)i);
+        RC(mk_shm_free(s, a), MK_OK);
+        RC(mk_shm_alloc(s, 100, &b), MK_OK);
+        assert_int_equal(b, a); /* the block just freed comes back first */
+    }
+    mk_stats st1 = stats_of(s);
+    assert_int_equal(st1.n_alloc, st0.n_alloc); /* no lock, no engine operation */
+    assert_int_equal(st1.n_free, st0.n_free);
+    /* Walk: cached blocks are reported as such, and counted by get_info. */
+    uint64_t kinds[MK_SHM_BLOCK_CACHED + 1] = {0};
+    RC(mk_shm_walk(s, count_kinds, kinds), 0);
+    assert_int_equal(kinds[MK_SHM_BLOCK_CACHED], info_of(s).cached_blocks);
+    assert_int_equal(kinds[MK_SHM_BLOCK_META], 2); /* the meta block and our cache table */
+    /* Double free: through the cache, and through another handle. */
+    RC(mk_shm_free(s, a), MK_OK);
+    RC(mk_shm_free(s, a), MK_EDOUBLEFREE);
+    mk_shm *other = NULL;
+    RC(mk_shm_open(name, 0, &other), MK_OK);
+    RC(mk_shm_free(other, a), MK_EDOUBLEFREE);
+    RC(mk_shm_usable_size(other, a, &(size_t){0}), MK_OK); /* allocated, for the engine */
+    RC(mk_shm_alloc(s, 100, &b), MK_OK);
+    assert_int_equal(b, a);
+    RC(mk_shm_free(s, b + 16), MK_EBADOFF); /* interior */
+    RC(mk_shm_free(other, b), MK_OK);       /* freed by another process: its cache */
+    RC(mk_shm_free(s, b), MK_EDOUBLEFREE);
+    RC(mk_shm_alloc(other, 100, &b), MK_OK);
+    assert_int_equal(b, a);
+    mk_off t;
+    RC(mk_shm_alloc(other, 300, &t), MK_OK); /* an empty list: refilled with a few */
+    RC(mk_shm_free(other, t), MK_OK);
+    /* MK_SHM_ZERO from the cache */
+    memset(mk_shm_ptr(s, b), 0xEE, 100);
+    RC(mk_shm_free(s, b), MK_OK);
+    RC(mk_shm_alloc_ex(s, 100, 0, MK_SHM_ZERO, &z), MK_OK);
+    assert_int_equal(z, b);
+    for (int i = 0; i < 100; i++) assert_int_equal(((unsigned char *)mk_shm_ptr(s, z))[i], 0);
+    valid(s);
+    RC(mk_shm_free(s, z), MK_OK);
+    /* flush: this process's cache is empty afterwards, the other's is not */
+    uint64_t theirs = 0;
+    RC(mk_shm_cache_flush(s), MK_OK);
+    theirs = info_of(s).cached_blocks;
+    RC(mk_shm_close(other), MK_OK); /* closing flushes too */
+    assert_true(theirs > 0);
+    assert_int_equal(info_of(s).cached_blocks, 0);
+    assert_int_equal(stats_of(s).blocks_used, 2); /* meta block, our table */
+    valid(s);
+    RC(mk_shm_cache_flush(NULL), MK_EINVAL);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A damaged list gives MK_ECORRUPT and validate names it; no wild write. */
+static void test_cache_damage(void **state) {
+    (void)state;
+    const char *name = nm("cache-dmg");
+    mk_shm *s = make(name, 2 * MB, 0, MK_POLICY_BEST_FIT, 0);
+    mk_off a;
+    RC(mk_shm_alloc(s, 200, &a), MK_OK);
+    RC(mk_shm_free(s, a), MK_OK);
+    mk__shm_bin *bin = &s->cache->bin[mk__bspan(s->h, a - 8) / 16];
+    mk_off keep = bin->head;
+    const mk_off bad[] = {12345, 8, s->h->size + 4096 + 8, a + 8, a + 32};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bin->head = bad[i];
+        mk_fault f = {0};
+        RC(mk_shm_validate(s, &f), MK_ECORRUPT);
+        assert_non_null(strstr(f.invariant, "cache"));
+        mk_off x = 0;
+        RC(mk_shm_alloc(s, 200, &x), MK_ECORRUPT);
+    }
+    bin->head = keep;
+    valid(s);
+    /* A cookie forged on a live block is refused as a cached block. */
+    mk_off live;
+    RC(mk_shm_alloc(s, 200, &live), MK_OK);
+    RC(mk_shm_alloc(s, 200, &a), MK_OK);
+    RC(mk_shm_free(s, a), MK_OK);
+    *(mk_off *)mk_shm_ptr(s, a) = live - 8;    /* the list's next: a live block */
+    RC(mk_shm_alloc(s, 200, &a), MK_OK);       /* the head is still good */
+    RC(mk_shm_alloc(s, 200, &a), MK_ECORRUPT); /* the forged one is refused */
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* Cached memory is not lost to other sizes: an allocation that finds no
+ * room gives the caller's cache back first. MK_SHM_NO_CACHE turns caches
+ * off; small segments have none. */
+static void test_cache_room(void **state) {
+    (void)state;
+    const char *name = nm("cache-room");
+    mk_shm *s = make(name, 1 * MB, 0, MK_POLICY_TLSF, 0);
+    enum { N = 8000 };
+    static mk_off o[N];
+    int n = 0;
+    while (n < N && mk_shm_alloc(s, 200, &o[n]) == MK_OK) n++;
+    assert_true(n > 1000 && n < N);
+    for (int i = 0; i < n; i++) RC(mk_shm_free(s, o[i]), MK_OK);
+    uint64_t cached = info_of(s).cached_bytes;
+    assert_true(cached > 0);
+    /* More than the heap has free: only with the cached bytes back. */
+    mk_off big;
+    RC(mk_shm_alloc(s, stats_of(s).bytes_free + cached / 2, &big), MK_OK);
+    assert_int_equal(info_of(s).cached_bytes, 0);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+
+    s = make(name, 2 * MB, 0, MK_POLICY_TLSF, MK_SHM_NO_CACHE);
+    assert_int_equal(info_of(s).cache_bytes, 0);
+    mk_off a;
+    RC(mk_shm_alloc(s, 100, &a), MK_OK);
+    RC(mk_shm_free(s, a), MK_OK);
+    RC(mk_shm_free(s, a), MK_EDOUBLEFREE);
+    assert_int_equal(stats_of(s).n_free, 1);
+    assert_int_equal(info_of(s).cached_blocks, 0);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+
+    s = make(name, 512 * KB, 0, MK_POLICY_TLSF, 0); /* below MK_SHM_CACHE_MIN_SEGMENT */
+    RC(mk_shm_alloc(s, 100, &a), MK_OK);
+    RC(mk_shm_free(s, a), MK_OK);
+    assert_int_equal(info_of(s).cached_blocks, 0);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A dead process's cache comes back whole; a forked child's copy of a
+ * handle does not touch its parent's cache. */
+static void test_cache_dead_process(void **state) {
+    (void)state;
+    const char *name = nm("cache-dead");
+    mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_FIRST_FIT, 0);
+    mk_off mine;
+    RC(mk_shm_alloc(s, 64, &mine), MK_OK);
+    fill(mk_shm_ptr(s, mine), 64, 3);
+    mk_stats before = stats_of(s);
+    uint64_t cached_before = info_of(s).cached_blocks;
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_shm *c = NULL;
+        if (mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
+        mk_off o[300];
+        for (int i = 0; i < 300; i++)
+            if (mk_shm_alloc(c, 16 + (size_t)i * 13, &o[i]) != MK_OK) _exit(11);
+        for (int i = 0; i < 300; i++)
+            if (mk_shm_free(c, o[i]) != MK_OK) _exit(12);
+        raise(SIGKILL);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_true(info_of(s).cached_bytes > 64 * KB);
+    RC(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+    assert_int_equal(info_of(s).cached_blocks, cached_before);
+    mk_stats after = stats_of(s);
+    assert_int_equal(after.bytes_used, before.bytes_used);
+    assert_int_equal(after.blocks_used, before.blocks_used);
+    valid(s);
+
+    /* The child uses its copy of our handle: the locked path, our cache untouched. */
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_off o;
+        for (int i = 0; i < 200; i++) {
+            if (mk_shm_alloc(s, 64, &o) != MK_OK) _exit(20);
+            if (mk_shm_free(s, o) != MK_OK) _exit(21);
+        }
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(info_of(s).cached_blocks, cached_before);
+    assert_int_equal(stats_of(s).n_alloc, after.n_alloc + 200);
+    assert_true(same(mk_shm_ptr(s, mine), 64, 3));
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* Random operations through the caches against a model (every live block's
+ * contents), each policy; validate on the way; at the end everything freed
+ * and flushed gives back exactly the starting bytes: no block lost. Sizes
+ * reach past the cached range, where a policy may hand out a larger span. */
+static void test_cache_random(void **state) {
+    (void)state;
+    enum { N = 600, OPS = 40000 };
+    static mk_off off[N];
+    static size_t len[N];
+    for (int pol = 0; pol < MK_POLICY_COUNT; pol++) {
+        const char *name = nm("cache-rnd");
+        mk_shm *s = make(name, 8 * MB, 0, (mk_policy)pol, 0);
+        mk_stats st0 = stats_of(s);
+        uint64_t x = 0x9E3779B97F4A7C15u + (uint64_t)pol;
+        memset(off, 0, sizeof off);
+        for (int it = 0; it < OPS; it++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int i = (int)(x % N);
+            if (off[i]) {
+                assert_true(same(mk_shm_ptr(s, off[i]), len[i], (uint64_t)i + len[i]));
+                RC(mk_shm_free(s, off[i]), MK_OK);
+                off[i] = 0;
+            } else {
+                len[i] = (size_t)(x >> 20) % 4500 + (x >> 60 == 0 ? 4000 : 0);
+                unsigned flags = (x >> 40) % 7 == 0 ? MK_SHM_ZERO : 0;
+                RC(mk_shm_alloc_ex(s, len[i], 0, flags, &off[i]), MK_OK);
+                if (flags)
+                    for (size_t k = 0; k < len[i]; k++)
+                        assert_int_equal(((unsigned char *)mk_shm_ptr(s, off[i]))[k], 0);
+                fill(mk_shm_ptr(s, off[i]), len[i], (uint64_t)i + len[i]);
+            }
+            if (it % 5000 == 0) valid(s);
+        }
+        for (int i = 0; i < N; i++)
+            if (off[i]) RC(mk_shm_free(s, off[i]), MK_OK);
+        valid(s);
+        RC(mk_shm_cache_flush(s), MK_OK);
+        mk_stats st1 = stats_of(s);
+        if (st1.bytes_used != st0.bytes_used)
+            fail_msg("%s: %" PRIu64 " bytes in use after freeing everything, %" PRIu64
+                     " at the start",
+                     mk_policy_name((mk_policy)pol), st1.bytes_used, st0.bytes_used);
+        assert_true(st1.n_alloc < OPS / 4); /* most operations never reached the engine */
+        RC(mk_shm_close(s), MK_OK);
+        RC(mk_shm_unlink(name, 0), MK_OK);
+    }
+}
+
 /* ---- list
  * ------------------------------------------------------------------------------------------ */
 
@@ -703,6 +965,11 @@ int main(void) {
         cmocka_unit_test(test_objects_race),
         cmocka_unit_test(test_owned_reclaim),
         cmocka_unit_test(test_list),
+        cmocka_unit_test(test_cache_basics),
+        cmocka_unit_test(test_cache_damage),
+        cmocka_unit_test(test_cache_room),
+        cmocka_unit_test(test_cache_dead_process),
+        cmocka_unit_test(test_cache_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,459 @@
+/*
+ * Per-process caches of small blocks: the common allocation and free take
+ * no segment lock.
+ *
+ * Each attached process has a table in the segment (mk__shm_cache, a block
+ * tagged MK__TR_CACHE) with one LIFO list per block span, 32 .. 4112 bytes
+ * in 16-byte steps. A free of a plain block of such a span pushes it on the
+ * list of its span; an allocation of span S pops from the first non-empty
+ * list of span S .. S + S/8 (a bitmap of non-empty lists finds it in a
+ * step or two): exact spans would need far more cached memory for the same
+ * hit rate, rounded size classes would waste up to the class step on every
+ * block; this wastes at most S/8 and only when no exact block is there. For
+ * the engine a cached block stays allocated, so the engine's state is
+ * touched only under the segment lock, as before; the lists are the
+ * process's own, guarded by its handle's mutex (threads of one process
+ * share the table).
+ *
+ *     table (in the segment)            cached blocks (allocated, for the engine)
+ *     +---------+                        +------+------+--------+----
+ *     | bin[2]  | head ----------------> | hdr  | next | cookie | ...
+ *     | bin[3]  | 0                      +------+--|---+--------+----
+ *     |  ...    |                                  v
+ *     | pending | (a block in flight)    +------+------+--------+----
+ *     +---------+                        | hdr  |  0   | cookie | ...
+ *                                        +------+------+--------+----
+ *
+ * Lists are refilled and trimmed in batches under the segment lock, one
+ * journal operation per block, so the lock is taken once per several
+ * operations. A list holds at most MK__SHM_CACHE_MAX_LEN blocks and about
+ * 16 KiB; all lists together at most the segment's cache budget: at it, a
+ * freed block goes straight to the heap.
+ *
+ * Crashes. The owner changes its lists without the journal (nobody else
+ * reads them while it lives), in an order that keeps every block findable:
+ * a block being pushed or popped is first named in `pending`, then linked
+ * or unlinked, then `pending` is cleared. When the owner is dead, the reap
+ * (repair after a crash under the lock, an attach that finds the process
+ * table full, mk_shm_reclaim) frees the pending block unless it is on a
+ * list, then every listed block, then the table, each step one journal
+ * operation. Every listed block is checked (in range, a used plain block
+ * of the list's span, with the cookie) before it is used or freed, so a
+ * damaged table gives MK_ECORRUPT or a leak, never a wild write.
+ *
+ * Unlocked reads of block headers. A cached block's header is read here
+ * without the segment lock, while another process may, under the lock, set
+ * or clear its PREV_FREE bit (a neighbour freed or allocated). The bits
+ * read here (tag, span, FREE, USER) do not change while the block is
+ * allocated, and a 64-bit aligned load does not tear; this process's other
+ * threads take the handle's mutex for every operation (mk__shm_lock), so
+ * within a process there is no race at all.
+ */
+#include "shm_int.h"
+
+#include <string.h>
+
+#define BIN_BYTES 16384u /* a list keeps about this many bytes, at least 4 blocks */
+#define BIN_MIN   4u
+#define REFILL    4u /* blocks an empty list gets under one lock (more wastes memory: measured) */
+
+/* Fence between the steps of an unjournaled list change: the stores must
+ * reach memory in program order, for a reaper after a crash. */
+static inline void step(void) {
+    atomic_signal_fence(memory_order_seq_cst);
+    MK__CRASH_POINT(); /* test builds: a crash between two steps */
+}
+
+static uint64_t bin_cap(uint64_t span) {
+    uint64_t n = BIN_BYTES / span;
+    if (n < BIN_MIN) n = BIN_MIN;
+    return n > MK__SHM_CACHE_MAX_LEN ? MK__SHM_CACHE_MAX_LEN : n;
+}
+
+/* The span an allocation of size gets from this segment's policy. */
+static uint64_t request_span(const mk__hdr *h, size_t size) {
+    uint64_t span = mk__span_for(size, mk__ops(h)->min_span);
+    if (h->policy == MK_POLICY_BUDDY) span = UINT64_C(1) << (64 - mk__clz64(span - 1));
+    return span;
+}
+
+/* b is a used plain block of span, inside this process's mapping. */
+static bool plain_block(const mk_shm *s, mk_off b, uint64_t span) {
+    const mk__hdr *h = s->h;
+    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    if (b % MK__GRAIN != 8 || b < h->data_start || b >= mapped || span > mapped - b) return false;
+    uint64_t w = mk__get(h, b);
+    return mk__tag_ok(h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
+}
+
+/* A cached block: plain, of its list's span, with the cookie. */
+static bool cached_block(const mk_shm *s, mk_off b, uint64_t span) {
+    return plain_block(s, b, span) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
+}
+
+static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {
+    mk__shm_blk blk;
+    if (mk__shm_classify(h, t, &blk) != MK_OK || !blk.table) return false;
+    const mk__shm_cache *c = (const mk__shm_cache *)(const void *)mk__word(h, t);
+    return c->magic == MK__SHM_CACHE_MG && c->slot == slot;
+}
+
+static inline void mark(mk__shm_cache *c, uint64_t i, bool nonempty) {
+    uint64_t bit = UINT64_C(1) << (i % 64);
+    if (nonempty)
+        c->nonempty[i / 64] |= bit;
+    else
+        c->nonempty[i / 64] &= ~bit;
+}
+
+/* The first non-empty list in [lo, hi], or 0. */
+static uint64_t first_nonempty(const mk__shm_cache *c, uint64_t lo, uint64_t hi) {
+    for (uint64_t w = lo / 64; w <= hi / 64; w++) {
+        uint64_t bits = c->nonempty[w];
+        if (w == lo / 64) bits &= ~UINT64_C(0) << (lo % 64);
+        if (bits) {
+            uint64_t i = w * 64 + (uint64_t)mk__ctz64(bits);
+            return i <= hi ? i : 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- under the segment lock: one journal operation per block ------------------------ */
+
+/* Allocate one block of span and push it on its list. MK_ENOMEM: no room
+ * without growing (nothing written). */
+static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+    mk__hdr *h = s->h;
+    mk_off b = 0;
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, span, 1);
+    int rc = mk__shm_raw_alloc(h, span - MK__TAGW, 0, &b);
+    if (rc == MK_OK && mk__bspan(h, b) != span) {
+        /* The policy gave a larger block (its remainder was too small to
+         * split): keep it on the list of its own span, or give it back if
+         * no list has that span. */
+        if (mk__bspan(h, b) > MK__SHM_CACHE_MAX_SPAN) {
+            rc = mk__region_free_op(h, b);
+            mk__journal_end(h);
+            return rc == MK_OK ? MK_ENOMEM : rc;
+        }
+        bin = &c->bin[mk__bspan(h, b) / 16];
+    }
+    if (rc == MK_OK) {
+        span = mk__bspan(h, b);
+        mk__set_at(h, b + 8, bin->head);
+        mk__set_at(h, b + 16, mk__shm_cookie(h, b));
+        mk__set(h, &bin->head, b);
+        mk__set(h, &bin->count, bin->count + 1);
+        mk__set(h, &c->bytes, c->bytes + span);
+        mk__set(h, &c->blocks, c->blocks + 1);
+        mark(c, span / 16, true); /* a hint: only its living owner reads it */
+    }
+    mk__journal_end(h);
+    return rc;
+}
+
+/* Pop the head of bin and free it to the heap. */
+static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+    mk__hdr *h = s->h;
+    mk_off b = bin->head;
+    if (!cached_block(s, b, span)) return MK_ECORRUPT;
+    mk_off next = mk__get(h, b + 8);
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, span, 0);
+    mk__set(h, &bin->head, next);
+    mk__set(h, &bin->count, bin->count - 1);
+    mk__set(h, &c->bytes, c->bytes - span);
+    mk__set(h, &c->blocks, c->blocks - 1);
+    mk__set_at(h, b + 16, 0); /* no stale cookie in the heap */
+    int rc = mk__region_free_op(h, b);
+    mk__journal_end(h);
+    if (!next) mark(c, span / 16, false);
+    return rc;
+}
+
+/* Trim bin to keep blocks. */
+static int trim_bin(mk_shm *s, mk__shm_cache *c, uint64_t i, uint64_t keep) {
+    mk__shm_bin *bin = &c->bin[i];
+    int rc = MK_OK;
+    while (rc == MK_OK && bin->count > keep && bin->head) rc = trim_one(s, c, bin, i * 16);
+    if (rc == MK_OK && bin->count > keep) rc = MK_ECORRUPT; /* the list ended early */
+    return rc;
+}
+
+/* Every list gives back all its blocks. */
+static int trim_all(mk_shm *s, mk__shm_cache *c) {
+    int rc = MK_OK;
+    for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++)
+        if (c->bin[i].count) rc = trim_bin(s, c, i, 0);
+    return rc;
+}
+
+/* ---- the unlocked paths ------------------------------------------------------------- */
+
+static uint64_t budget(const mk_shm *s) {
+    return mk__shm_m(s)->cache_bytes; /* written once, at creation */
+}
+
+/* Pop the head of bin (its span) for the caller. */
+static int pop(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_off *out) {
+    mk__hdr *h = s->h;
+    mk_off b = bin->head;
+    if (!b) return MK_ENOENT;
+    if (!cached_block(s, b, span)) return MK_ECORRUPT;
+    mk_off next = mk__get(h, b + 8);
+    /* next is checked when it becomes the head: checking it now would cost
+     * a cache miss on every allocation */
+    c->pending = b;
+    step();
+    bin->head = next;
+    if (!next) mark(c, span / 16, false);
+    bin->count--;
+    c->bytes -= span;
+    c->blocks--;
+    *mk__word(h, b + 16) = 0;
+    step();
+    c->pending = 0;
+    *out = b;
+    return MK_OK;
+}
+
+static void push(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_off b) {
+    mk__hdr *h = s->h;
+    c->pending = b;
+    step();
+    *mk__word(h, b + 8) = bin->head;
+    *mk__word(h, b + 16) = mk__shm_cookie(h, b);
+    step();
+    bin->head = b;
+    mark(c, span / 16, true);
+    bin->count++;
+    c->bytes += span;
+    c->blocks++;
+    step();
+    c->pending = 0;
+}
+
+/* Fill an empty list with a few blocks under one segment lock. */
+static void refill(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+    uint64_t want = bin_cap(span) / 2 < REFILL ? bin_cap(span) / 2 : REFILL;
+    if (c->bytes + want * span > budget(s)) want = 1;
+    if (mk__shm_lock_shared(s) != MK_OK) return; /* the locked path reports it */
+    for (uint64_t i = 0; i < want; i++)
+        if (refill_one(s, c, bin, span) != MK_OK) break;
+    mk__shm_unlock_shared(s);
+}
+
+int mk__shm_cache_alloc(mk_shm *s, size_t size, unsigned flags, mk_off *out) {
+    if (!s->cache || size > MK_SHM_CACHE_MAX_SIZE || mk__shm_inherited(s)) return MK_ENOENT;
+    uint64_t span = request_span(s->h, size);
+    if (span > MK__SHM_CACHE_MAX_SPAN) return MK_ENOENT;
+    mk__shm_local_lock(s);
+    mk__shm_cache *c = s->cache;
+    uint64_t i = first_nonempty(c, span / 16, (span + (span >> MK__SHM_CACHE_SLACK)) / 16);
+    if (!i) {
+        i = span / 16;
+        refill(s, c, &c->bin[i], span);
+    }
+    mk_off b = 0;
+    int rc = pop(s, c, &c->bin[i], i * 16, &b);
+    mk__shm_local_unlock(s);
+    if (rc != MK_OK) return rc;
+    if (flags & MK_SHM_ZERO) memset(mk__word(s->h, b + MK__TAGW), 0, (size_t)(i * 16 - MK__TAGW));
+    *out = b + MK__TAGW;
+    return MK_OK;
+}
+
+/* Room for one more block of span. A full list gives half its blocks back
+ * under one segment lock; when the cache is at its budget, the block goes
+ * straight to the heap (MK_ENOENT: the locked path). Trimming every list
+ * at the budget instead was measured: it empties lists that are refilled
+ * at once, 4x the lock traffic. */
+static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+    if (c->bytes + span > budget(s)) return MK_ENOENT;
+    if (bin->count < bin_cap(span)) return MK_OK;
+    int rc = mk__shm_lock_shared(s);
+    if (rc != MK_OK) return rc;
+    rc = trim_bin(s, c, span / 16, bin->count / 2);
+    mk__shm_unlock_shared(s);
+    return rc;
+}
+
+int mk__shm_cache_free(mk_shm *s, mk_off off) {
+    if (!s->cache || off < 16 || mk__shm_inherited(s)) return MK_ENOENT;
+    mk_off b = off - MK__TAGW;
+    mk__shm_local_lock(s);
+    int rc = MK_ENOENT;
+    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    if (b + 24 <= mapped) {
+        uint64_t span = mk__span(mk__get(s->h, b));
+        if (span >= 32 && span <= MK__SHM_CACHE_MAX_SPAN && plain_block(s, b, span)) {
+            mk__shm_cache *c = s->cache;
+            mk__shm_bin *bin = &c->bin[span / 16];
+            if (mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b))
+                rc = MK_EDOUBLEFREE;
+            else
+                rc = make_room(s, c, bin, span);
+            if (rc == MK_OK) push(s, c, bin, span, b);
+        }
+    }
+    mk__shm_local_unlock(s);
+    return rc;
+}
+
+int mk_shm_cache_flush(mk_shm *s) {
+    if (!s) return MK_EINVAL;
+    int rc = mk__shm_lock(s);
+    if (rc != MK_OK) return rc;
+    rc = mk__shm_cache_drain_locked(s);
+    mk__shm_unlock(s);
+    return rc;
+}
+
+/* ---- attach, detach, reap ------------------------------------------------------------ */
+
+int mk__shm_cache_attach_locked(mk_shm *s) {
+    mk__hdr *h = s->h;
+    mk__shm_meta *m = mk__shm_m(s);
+    if (!m->cache_bytes || h->size < MK_SHM_CACHE_MIN_SEGMENT || s->slot < 0) return MK_OK;
+    mk_off b = 0;
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, (uint64_t)s->slot, 2);
+    int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_cache) + 8, 0, &b);
+    if (rc == MK_OK) {
+        mk__journal_payload_words(h, b);
+        mk__shm_cache *c = (mk__shm_cache *)(void *)mk__word(h, b + MK__TAGW);
+        memset(c, 0, sizeof *c);
+        c->magic = MK__SHM_CACHE_MG;
+        c->slot = (uint64_t)s->slot;
+        c->gen = s->gen;
+        mk__shm_tag_block(h, b, mk__shm_trailer_kind(MK__TR_CACHE, b));
+        mk__set(h, &m->slots[s->slot].cache, b + MK__TAGW);
+        s->cache = c;
+    }
+    mk__journal_end(h);
+    return rc == MK_ENOMEM ? MK_OK : rc; /* no room: no cache */
+}
+
+/* Free table t (payload offset) and clear slot i's reference to it. */
+static int free_table(mk_shm *s, uint32_t i, mk_off t) {
+    mk__hdr *h = s->h;
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, i, 3);
+    int rc = mk__region_free_op(h, t - MK__TAGW);
+    mk__set(h, &mk__shm_m(s)->slots[i].cache, 0);
+    mk__journal_end(h);
+    return rc;
+}
+
+int mk__shm_cache_drain_locked(mk_shm *s) {
+    if (!s->cache || mk__shm_inherited(s)) return MK_OK;
+    return trim_all(s, s->cache);
+}
+
+int mk__shm_cache_detach_locked(mk_shm *s) {
+    if (!s->cache || mk__shm_inherited(s)) return MK_OK;
+    int rc = mk__shm_cache_drain_locked(s);
+    if (rc == MK_OK) rc = free_table(s, (uint32_t)s->slot, mk__offset_of(s->h, s->cache));
+    if (rc == MK_OK) s->cache = NULL;
+    return rc;
+}
+
+/* Whether b is on bin (bounded walk; the lists of a dead process). */
+static bool listed(const mk_shm *s, const mk__shm_bin *bin, uint64_t span, mk_off b) {
+    mk_off x = bin->head;
+    for (uint64_t n = 0; x && n <= MK__SHM_CACHE_MAX_LEN; n++) {
+        if (x == b) return true;
+        if (!cached_block(s, x, span)) return false;
+        x = mk__get(s->h, x + 8);
+    }
+    return false;
+}
+
+/* The dead owner's block in flight: freed unless it is on a list. */
+static int reap_pending(mk_shm *s, mk__shm_cache *c) {
+    mk__hdr *h = s->h;
+    mk_off b = c->pending;
+    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    bool in = b && b % MK__GRAIN == 8 && b >= h->data_start && b + 24 <= mapped;
+    uint64_t span = in ? mk__span(mk__get(h, b)) : 0;
+    bool mine = in && span >= 32 && span <= MK__SHM_CACHE_MAX_SPAN && plain_block(s, b, span) &&
+                !listed(s, &c->bin[span / 16], span, b);
+    mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, b, 4);
+    int rc = MK_OK;
+    if (mine) {
+        mk__set_at(h, b + 16, 0);
+        rc = mk__region_free_op(h, b);
+    }
+    mk__set(h, &c->pending, 0);
+    mk__journal_end(h);
+    return rc;
+}
+
+int mk__shm_cache_reap_locked(mk_shm *s, uint32_t i) {
+    mk__hdr *h = s->h;
+    mk__shm_slot *sl = &mk__shm_m(s)->slots[i];
+    mk_off t = sl->cache;
+    if (!t) return MK_OK;
+    if (!table_ok(h, t, i)) { /* damaged: forget it (a leak, not a wild write) */
+        mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, i, 5);
+        mk__set(h, &sl->cache, 0);
+        mk__journal_end(h);
+        return MK_OK;
+    }
+    mk__shm_cache *c = (mk__shm_cache *)(void *)mk__word(h, t);
+    int rc = reap_pending(s, c);
+    for (uint64_t k = 2; k < MK__SHM_CACHE_BINS && rc == MK_OK; k++) {
+        mk__shm_bin *bin = &c->bin[k];
+        for (uint64_t n = 0; bin->head && n <= MK__SHM_CACHE_MAX_LEN && rc == MK_OK; n++)
+            if (trim_one(s, c, bin, k * 16) != MK_OK) break; /* damaged list: leave the rest */
+    }
+    return rc == MK_OK ? free_table(s, i, t) : rc;
+}
+
+/* ---- inspection ---------------------------------------------------------------------- */
+
+static int check_lists(mk_shm *s, const mk__shm_cache *c, mk_fault *f) {
+    uint64_t blocks = 0, bytes = 0;
+    for (uint64_t k = 2; k < MK__SHM_CACHE_BINS; k++) {
+        uint64_t n = 0, span = k * 16;
+        for (mk_off x = c->bin[k].head; x; x = mk__get(s->h, x + 8), n++) {
+            if (n >= MK__SHM_CACHE_MAX_LEN || !cached_block(s, x, span))
+                return mk__shm_fault(f, "cache: a listed block is not a cached block of its span",
+                                     x);
+        }
+        if ((n != 0) != (bool)(c->nonempty[k / 64] >> (k % 64) & 1))
+            return mk__shm_fault(f, "cache: non-empty bitmap differs from the lists",
+                                 mk__offset_of(s->h, c));
+        if (n != c->bin[k].count)
+            return mk__shm_fault(f, "cache: list length differs from its count",
+                                 mk__offset_of(s->h, &c->bin[k]));
+        blocks += n;
+        bytes += n * span;
+    }
+    if (blocks != c->blocks || bytes != c->bytes || c->pending)
+        return mk__shm_fault(f, "cache: totals differ from the lists", mk__offset_of(s->h, c));
+    return MK_OK;
+}
+
+int mk__shm_cache_check(mk_shm *s, mk_fault *f) {
+    const mk__shm_meta *m = mk__shm_m(s);
+    for (uint32_t i = 0; i < MK_SHM_MAX_PROCS; i++) {
+        mk_off t = m->slots[i].cache;
+        if (!t) continue;
+        if (m->slots[i].pid == 0 || !table_ok(s->h, t, i))
+            return mk__shm_fault(f, "process table: cache table", t);
+    }
+    /* Other processes change their lists without the lock: only ours. */
+    if (s->cache && !mk__shm_inherited(s)) return check_lists(s, s->cache, f);
+    return MK_OK;
+}
+
+void mk__shm_cache_totals(const mk_shm *s, uint64_t *blocks, uint64_t *bytes) {
+    const mk__shm_meta *m = mk__shm_m(s);
+    *blocks = *bytes = 0;
+    for (uint32_t i = 0; i < MK_SHM_MAX_PROCS; i++) {
+        mk_off t = m->slots[i].cache;
+        if (!t || !table_ok(s->h, t, i)) continue;
+        const mk__shm_cache *c = (const mk__shm_cache *)(const void *)mk__word(s->h, t);
+        *blocks += c->blocks;
+        *bytes += c->bytes;
+    }
+}

@@ -333,7 +333,7 @@ int main(int argc, char **argv) {
            ops, seed, victim);
 
     /* 1. The segment and the scoreboard. */
-    mk_shm_config cfg = {.size = 512 << 10, .max_size = 64 << 20, .policy = MK_POLICY_TLSF};
+    mk_shm_config cfg = {.size = 1 << 20, .max_size = 64 << 20, .policy = MK_POLICY_TLSF};
     mk_shm *s;
     int rc = mk_shm_create(segname, &cfg, &s);
     if (rc != MK_OK) {
@@ -450,9 +450,15 @@ int main(int argc, char **argv) {
                " so no reader used it)\n",
                unfinished);
     uint64_t rblocks = 0, rbytes = 0;
+    mk_shm_info post = {0};
     rc = mk_shm_reclaim(s, &rblocks, &rbytes);
+    mk_shm_get_info(s, &post);
     result(rc == MK_OK, "reclaim freed %" PRIu64 " blocks (%" PRIu64 " bytes) it owned", rblocks,
            rbytes);
+    result(rc == MK_OK && post.attached == 1,
+           "its process slot and its cache of freed blocks are gone; caches now hold %" PRIu64
+           " bytes, all this process's",
+           post.cached_bytes);
     uint64_t removed = 0;
     for (size_t i = 0; i < d.n; i++) removed += mk_shm_obj_remove(s, d.obj[i].name) == MK_OK;
     result(removed == d.n, "removed its %" PRIu64 " published blocks", removed);

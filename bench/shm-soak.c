@@ -20,7 +20,7 @@
  *
  * then a new child takes the dead one's place. Every --full kills, and at
  * the end, all children are killed and the heap must be exactly the
- * parent's blocks, the meta block and the named objects (blocks_used), with
+ * parent's blocks, the meta block, its cache and the named objects (blocks_used), with
  * the free bytes adding up. A watchdog (--watchdog seconds without a kill)
  * reports a deadlock.
  *
@@ -267,7 +267,7 @@ static void summary(int failures) {
 }
 
 typedef struct census {
-    uint64_t plain, owned, objects, meta;
+    uint64_t plain, owned, objects, meta, cached;
     uint32_t owner_slot[4096];
     uint32_t owner_gen[4096];
     size_t nowned;
@@ -290,8 +290,11 @@ static int census_visit(const mk_shm_block *b, void *arg) {
     case MK_SHM_BLOCK_OBJECT:
         c->objects++;
         break;
-    case MK_SHM_BLOCK_META:
+    case MK_SHM_BLOCK_META: /* the segment's meta block and the cache tables */
         c->meta++;
+        break;
+    case MK_SHM_BLOCK_CACHED:
+        c->cached++;
         break;
     default:
         break;
@@ -335,7 +338,8 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
     }
     if (c.plain != NBLOCK)
         FAIL("%s: %" PRIu64 " plain blocks, the parent has %d", when, c.plain, NBLOCK);
-    if (c.meta != 1) FAIL("%s: %" PRIu64 " meta blocks", when, c.meta);
+    if (c.meta < 1 || c.meta > 1 + np) /* one, plus a cache table per attached process */
+        FAIL("%s: %" PRIu64 " meta blocks for %zu processes", when, c.meta, np);
     if (all_dead) { /* nobody else works: the counts can be compared */
         mk_shm_info in;
         CHECK(mk_shm_get_info(s, &in), MK_OK);
@@ -343,10 +347,13 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
             FAIL("%s: %" PRIu64 " object blocks for %u objects", when, c.objects, in.objects);
         mk_stats st;
         CHECK(mk_shm_stats(s, &st), MK_OK);
-        if (c.owned != 0 || st.blocks_used != NBLOCK + 1 + c.objects)
-            FAIL("%s: %" PRIu64 " blocks used, expected %d + 1 + %" PRIu64 " (owned left: %" PRIu64
-                 ")",
-                 when, st.blocks_used, NBLOCK, c.objects, c.owned);
+        if (c.cached != in.cached_blocks)
+            FAIL("%s: %" PRIu64 " cached blocks walked, %" PRIu64 " counted", when, c.cached,
+                 in.cached_blocks);
+        if (c.owned != 0 || st.blocks_used != NBLOCK + c.meta + c.objects + c.cached)
+            FAIL("%s: %" PRIu64 " blocks used, expected %d + %" PRIu64 " + %" PRIu64 " + %" PRIu64
+                 " (owned left: %" PRIu64 ")",
+                 when, st.blocks_used, NBLOCK, c.meta, c.objects, c.cached, c.owned);
         if (st.bytes_used + st.bytes_free > st.capacity || st.largest_free > st.bytes_free)
             FAIL("%s: byte counts do not add up", when);
     }

@@ -336,6 +336,9 @@ int cmd_stat(const cli_opts *o) {
         jw_u64(&w, "objects", info.objects);
         jw_u64(&w, "creator_pid", info.creator_pid);
         jw_u64(&w, "generation", info.generation);
+        jw_u64(&w, "cache_budget", info.cache_bytes);
+        jw_u64(&w, "cached_blocks", info.cached_blocks);
+        jw_u64(&w, "cached_bytes", info.cached_bytes);
         json_stats(&w, "stats", &st);
         jw_arr_begin(&w, "processes");
         for (size_t i = 0; i < np; i++) {
@@ -371,6 +374,12 @@ int cmd_stat(const cli_opts *o) {
            info.attached, info.attached == 1 ? "" : "es", info.generation, info.creator_pid);
     printf("objects        %" PRIu32 " named object%s\n", info.objects,
            info.objects == 1 ? "" : "s");
+    if (info.cache_bytes)
+        printf("caches         %" PRIu64 " blocks, %s held (budget %s per process)\n",
+               info.cached_blocks, human(info.cached_bytes, a, sizeof a),
+               human(info.cache_bytes, b, sizeof b));
+    else
+        printf("caches         off\n");
     printf("\nheap\n");
     printf("  capacity       %s\n", human(st.capacity, a, sizeof a));
     printf("  used           %s in %" PRIu64 " blocks (peak %s)\n",

@@ -55,7 +55,13 @@
 
 #define BIN_BYTES 16384u /* a list keeps about this many bytes, at least 4 blocks */
 #define BIN_MIN   4u
-#define REFILL    4u /* blocks an empty list gets under one lock (more wastes memory: measured) */
+#ifdef MK_TEST_HOOKS /* tests and fuzz seeds want caches in small segments */
+uint64_t mk__test_cache_min_segment = MK_SHM_CACHE_MIN_SEGMENT;
+#define CACHE_MIN_SEGMENT mk__test_cache_min_segment
+#else
+#define CACHE_MIN_SEGMENT MK_SHM_CACHE_MIN_SEGMENT
+#endif
+#define REFILL 4u /* blocks an empty list gets under one lock (more wastes memory: measured) */
 
 /* Fence between the steps of an unjournaled list change: the stores must
  * reach memory in program order, for a reaper after a crash. */
@@ -314,7 +320,7 @@ int mk_shm_cache_flush(mk_shm *s) {
 int mk__shm_cache_attach_locked(mk_shm *s) {
     mk__hdr *h = s->h;
     mk__shm_meta *m = mk__shm_m(s);
-    if (!m->cache_bytes || h->size < MK_SHM_CACHE_MIN_SEGMENT || s->slot < 0) return MK_OK;
+    if (!m->cache_bytes || h->size < CACHE_MIN_SEGMENT || s->slot < 0) return MK_OK;
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, (uint64_t)s->slot, 2);
     int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_cache) + 8, 0, &b);

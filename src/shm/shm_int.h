@@ -274,6 +274,10 @@ int mk__shm_cache_drain_locked(mk_shm *s);
 int mk__shm_cache_reap_locked(mk_shm *s, uint32_t i);
 /* Under both locks: check this process's lists; the tables of all slots. */
 int mk__shm_cache_check(mk_shm *s, mk_fault *f);
+#ifdef MK_TEST_HOOKS
+/* Test builds: segments at least this large get caches (default 1 MiB). */
+extern uint64_t mk__test_cache_min_segment;
+#endif
 /* Blocks and bytes held by all caches (a snapshot). */
 void mk__shm_cache_totals(const mk_shm *s, uint64_t *blocks, uint64_t *bytes);
 

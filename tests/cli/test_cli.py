@@ -186,7 +186,8 @@ def test_live(cli, helper_path, tag):
         ok = rc == EXIT_OK and doc is not None
         check(ok, "stat --json: exit 0", err)
         if ok:
-            for key in ["name", "policy", "size", "max_size", "stats", "processes"]:
+            for key in ["name", "policy", "size", "max_size", "stats", "processes",
+                        "cache_budget", "cached_blocks", "cached_bytes"]:
                 check(key in doc, f"stat --json has '{key}'", str(list(doc)))
             procs = {p["pid"]: p for p in doc.get("processes", [])}
             check(busy.pid in procs and procs[busy.pid]["alive"] is True,
@@ -197,6 +198,8 @@ def test_live(cli, helper_path, tag):
             check(len(procs) == 2, "the CLI itself is not attached (observer)", str(procs))
             check(doc.get("policy") == busy.info.get("policy"), "stat shows the policy",
                   f"{doc.get('policy')} vs {busy.info}")
+            check(doc.get("cache_budget", 0) > 0, "stat: the busy helper's segment has caches",
+                  str(doc.get("cache_budget")))
             st = doc.get("stats", {})
             check(st.get("blocks_used", 0) > 0, "stat: blocks in use", str(st))
         rc, out, err = cli.run("stat", name, "--json")

@@ -8,7 +8,7 @@ SEED    ?= 12345
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build run run-pools check check-release check-debug check-asan check-tsan fuzz \
-        bench format format-check clean
+        bench bench-deps bench-policies bench-shm bench-malloc format format-check clean
 
 all: build
 
@@ -55,8 +55,21 @@ fuzz:
 	$(CMAKE) --build build-fuzz -j $(JOBS)
 	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
 
-bench: build
+# Every benchmark, peers in the same run (docs/BENCHMARKS.md). Long: about
+# half an hour on 2 cores. One at a time: make bench-policies, bench-shm, ...
+bench: bench-policies bench-shm bench-malloc
+
+bench-deps:
+	@scripts/install-deps --bench
+
+bench-policies: build
 	./build/bin/bench-policies --seed $(SEED)
+
+bench-shm: build
+	./build/bin/bench-shm --seed $(SEED)
+
+bench-malloc: bench-deps build
+	./build/bin/bench-malloc
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cc' '*.cpp')

@@ -31,7 +31,7 @@ void mk__bt_make_free(mk__hdr *h, mk_off b, uint64_t span) {
 /* Turn free block b (already out of the free structure) into a used block
  * of at least span bytes; the tail goes back as a free block if it can
  * stand alone. b's predecessor is used, since b was free. */
-static void take(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span) {
+static int take(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span) {
     uint64_t have = mk__bspan(h, b);
     if (have - span >= ops->min_span) {
         mk__set_at(h, b, mk__pack(h, b, span, 0));
@@ -39,11 +39,11 @@ static void take(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span)
         uint64_t w = mk__pack(h, rest, have - span, MK__F_FREE);
         mk__set_at(h, rest, w);
         mk__set_at(h, b + have - 8, w); /* the old footer becomes the rest's */
-        ops->insert(h, rest);           /* its successor keeps PREV_FREE */
-    } else {
-        mk__set_at(h, b, mk__pack(h, b, have, 0));
-        set_prev_free(h, b + have, false);
+        return ops->insert(h, rest);    /* its successor keeps PREV_FREE */
     }
+    mk__set_at(h, b, mk__pack(h, b, have, 0));
+    set_prev_free(h, b + have, false);
+    return MK_OK;
 }
 
 /* Bytes to skip at the start of free block b so that its payload is
@@ -55,13 +55,15 @@ static uint64_t align_gap(const mk__hdr *h, mk_off b, uint64_t align, uint64_t m
     return first - payload;
 }
 
+/* The policy's answer is checked before it is followed: a damaged free
+ * structure can name anything (see mk__policy_ops.find). */
 int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
     const mk__policy_ops *ops = mk__ops(h);
     uint64_t want = align <= MK__GRAIN ? span : span + align + ops->min_span;
     mk_off b = ops->find(h, want);
     if (!b) return MK_ENOMEM;
     if (!mk__plausible_free(h, b) || mk__bspan(h, b) < want) return MK_ECORRUPT;
-    ops->remove(h, b);
+    if (ops->remove(h, b) != MK_OK) return MK_ECORRUPT;
     if (align > MK__GRAIN) {
         uint64_t gap = align_gap(h, b, align, ops->min_span);
         if (gap) {
@@ -69,23 +71,25 @@ int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
             uint64_t w = mk__pack(h, b, gap, MK__F_FREE);
             mk__set_at(h, b, w);
             mk__set_at(h, b + gap - 8, w);
-            ops->insert(h, b);
+            if (ops->insert(h, b) != MK_OK) return MK_ECORRUPT;
             b += gap;
             /* The aligned part is free, its predecessor (the gap) too;
              * take() then writes it as used. */
             mk__set_at(h, b, mk__pack(h, b, have - gap, MK__F_PREV_FREE));
-            take(h, ops, b, span);
+            if (take(h, ops, b, span) != MK_OK) return MK_ECORRUPT;
             set_prev_free(h, b, true);
             *out = b;
             return MK_OK;
         }
     }
-    take(h, ops, b, span);
+    if (take(h, ops, b, span) != MK_OK) return MK_ECORRUPT;
     *out = b;
     return MK_OK;
 }
 
-void mk__bt_release(mk__hdr *h, mk_off b) {
+/* The caller checked b's neighbours (mk__neighbours_ok): the next block's
+ * tag and span, and a free predecessor's footer, header and tag. */
+int mk__bt_release(mk__hdr *h, mk_off b) {
     const mk__policy_ops *ops = mk__ops(h);
     uint64_t w = mk__get(h, b);
     mk_off start = b;
@@ -93,19 +97,26 @@ void mk__bt_release(mk__hdr *h, mk_off b) {
     mk_off n = b + total;
     uint64_t nw = mk__get(h, n);
     if (nw & MK__F_FREE) {
-        ops->remove(h, n);
+        if (ops->remove(h, n) != MK_OK) return MK_ECORRUPT;
         total += mk__span(nw);
         mk__set_at(h, n, 0); /* a stale header must not pass for a block */
     }
     if (w & MK__F_PREV_FREE) {
         uint64_t pspan = mk__span(mk__get(h, b - 8)); /* the predecessor's footer */
         start = b - pspan;
-        ops->remove(h, start);
+        if (ops->remove(h, start) != MK_OK) return MK_ECORRUPT;
         total += pspan;
         mk__set_at(h, b, 0);
     }
     mk__bt_make_free(h, start, total);
-    ops->insert(h, start);
+    return ops->insert(h, start);
+}
+
+/* A free block after b that the engine may merge: its tag was checked by
+ * mk__neighbours_ok; its span must also leave room for its footer. */
+static uint64_t next_free_span(const mk__hdr *h, mk_off n, uint64_t nw) {
+    if (!(nw & MK__F_FREE) || n >= h->data_end) return 0;
+    return mk__span(nw);
 }
 
 int mk__bt_resize(mk__hdr *h, mk_off b, uint64_t span) {
@@ -115,50 +126,56 @@ int mk__bt_resize(mk__hdr *h, mk_off b, uint64_t span) {
     uint64_t keep = w & MK__F_PREV_FREE;
     mk_off n = b + have;
     uint64_t nw = mk__get(h, n);
-    uint64_t next_free = (nw & MK__F_FREE) ? mk__span(nw) : 0;
+    uint64_t next_free = next_free_span(h, n, nw);
 
     if (span <= have) {
         uint64_t rest = have - span + next_free;
         if (have - span < ops->min_span && !(next_free && have > span)) return MK_OK;
         if (next_free) {
-            ops->remove(h, n);
+            if (ops->remove(h, n) != MK_OK) return MK_ECORRUPT;
             mk__set_at(h, n, 0);
         }
         mk__set_at(h, b, mk__pack(h, b, span, keep));
         mk__bt_make_free(h, b + span, rest);
-        ops->insert(h, b + span);
-        return MK_OK;
+        return ops->insert(h, b + span);
     }
     if (!next_free || have + next_free < span) return MK_ENOMEM;
-    ops->remove(h, n);
+    if (ops->remove(h, n) != MK_OK) return MK_ECORRUPT;
     mk__set_at(h, n, 0);
     uint64_t total = have + next_free;
     if (total - span >= ops->min_span) {
         mk__set_at(h, b, mk__pack(h, b, span, keep));
         mk__bt_make_free(h, b + span, total - span);
-        ops->insert(h, b + span);
-    } else {
-        mk__set_at(h, b, mk__pack(h, b, total, keep));
-        set_prev_free(h, b + total, false);
+        return ops->insert(h, b + span);
     }
+    mk__set_at(h, b, mk__pack(h, b, total, keep));
+    set_prev_free(h, b + total, false);
     return MK_OK;
 }
 
+/* The old sentinel's PREV_FREE names a free last block through its footer:
+ * checked like a free predecessor before it is merged. */
 int mk__bt_grow(mk__hdr *h, mk_off new_end) {
     const mk__policy_ops *ops = mk__ops(h);
     mk_off old_end = h->data_end;
     uint64_t sw = mk__get(h, old_end);
     mk_off start = old_end;
     uint64_t total = new_end - old_end;
+    uint64_t pspan = 0;
+    if (sw & MK__F_PREV_FREE) {
+        uint64_t foot = mk__get(h, old_end - 8);
+        pspan = mk__span(foot);
+        if (pspan > old_end - h->data_start || !mk__plausible_free(h, old_end - pspan) ||
+            mk__get(h, old_end - pspan) != foot)
+            return MK_ECORRUPT;
+    }
     mk__set_at(h, new_end, mk__pack(h, new_end, 0, 0));
     mk__set(h, &h->data_end, new_end);
-    if (sw & MK__F_PREV_FREE) {
-        uint64_t pspan = mk__span(mk__get(h, old_end - 8));
+    if (pspan) {
         start = old_end - pspan;
-        ops->remove(h, start);
+        if (ops->remove(h, start) != MK_OK) return MK_ECORRUPT;
         total += pspan;
     }
     mk__bt_make_free(h, start, total);
-    ops->insert(h, start);
-    return MK_OK;
+    return ops->insert(h, start);
 }

@@ -67,15 +67,15 @@ static mk_off best_find(mk__hdr *h, uint64_t span) {
     return mk__tree_lower_bound(h, s->tree, span, 0);
 }
 
-static void best_insert(mk__hdr *h, mk_off b) {
+static int best_insert(mk__hdr *h, mk_off b) {
     mk__best_state *s = st(h);
     uint64_t span = mk__bspan(h, b);
-    if (span >= MK__BEST_SMALL_MAX) {
-        mk__tree_insert(h, &s->tree, MK__TREE_BY_SIZE, b);
-        return;
-    }
+    if (span >= MK__BEST_SMALL_MAX) return mk__tree_insert(h, &s->tree, MK__TREE_BY_SIZE, b);
     uint64_t i = span / MK__GRAIN;
     mk_off head = s->head[i];
+    /* The head is written through: it must be a list head (no prev). */
+    if (head && (!mk__link_ok(h, head) || mk__get(h, head + MK__LINK1) != 0 || head == b))
+        return MK_ECORRUPT;
     mk__set_at(h, b + MK__LINK0, head);
     mk__set_at(h, b + MK__LINK1, 0);
     if (head) {
@@ -86,21 +86,24 @@ static void best_insert(mk__hdr *h, mk_off b) {
         mk__set(h, &s->bitmap[w], s->bitmap[w] | UINT64_C(1) << (i % 64));
     }
     mk__set(h, &s->head[i], b);
+    return MK_OK;
 }
 
-static void best_remove(mk__hdr *h, mk_off b) {
+static int best_remove(mk__hdr *h, mk_off b) {
     mk__best_state *s = st(h);
     uint64_t span = mk__bspan(h, b);
-    if (span >= MK__BEST_SMALL_MAX) {
-        mk__tree_remove(h, &s->tree, MK__TREE_BY_SIZE, b);
-        return;
-    }
+    if (span >= MK__BEST_SMALL_MAX) return mk__tree_remove(h, &s->tree, MK__TREE_BY_SIZE, b);
     uint64_t i = span / MK__GRAIN;
     mk_off next = mk__get(h, b + MK__LINK0), prev = mk__get(h, b + MK__LINK1);
+    /* Safe unlinking: each neighbour must point back at b before it is
+     * written, so a damaged link is refused instead of followed. */
+    if (next && (!mk__link_ok(h, next) || mk__get(h, next + MK__LINK1) != b)) return MK_ECORRUPT;
+    if (prev ? !mk__link_ok(h, prev) || mk__get(h, prev + MK__LINK0) != b : s->head[i] != b)
+        return MK_ECORRUPT;
     if (next) mk__set_at(h, next + MK__LINK1, prev);
     if (prev) {
         mk__set_at(h, prev + MK__LINK0, next);
-        return;
+        return MK_OK;
     }
     mk__set(h, &s->head[i], next);
     if (!next) {
@@ -109,6 +112,7 @@ static void best_remove(mk__hdr *h, mk_off b) {
         mk__set(h, &s->bitmap[w], bits);
         if (!bits) mk__set(h, &s->summary, s->summary & ~(UINT64_C(1) << w));
     }
+    return MK_OK;
 }
 
 static int best_check(const mk__hdr *h, mk__vstate *v) {

@@ -93,21 +93,31 @@ static bool free_of_span(const mk__hdr *h, mk_off b, uint64_t s) {
 
 /* ---- free lists ----------------------------------------------------------- */
 
-static void list_push(mk__hdr *h, mk_off b, int k) {
+/* Put b on list k. The old head is written through, so it must be a list
+ * head in the arena; MK_ECORRUPT (nothing written) otherwise. */
+static int list_push(mk__hdr *h, mk_off b, int k) {
     buddy_state *S = st(h);
     mk_off first = S->head[k];
+    if (first && (!in_arena(h, first) || mk__get(h, first + MK__LINK1) != 0 || first == b))
+        return MK_ECORRUPT;
     mk__set_at(h, b + MK__LINK0, first);
     mk__set_at(h, b + MK__LINK1, 0);
     if (first) mk__set_at(h, first + MK__LINK1, b);
     mk__set(h, &S->head[k], b);
     if (!first) mk__set(h, &S->nonempty, S->nonempty | (UINT64_C(1) << k));
+    return MK_OK;
 }
 
-/* b is on list k and its links were checked (free_of_span). */
-static void list_unlink(mk__hdr *h, mk_off b, int k) {
+/* Take b off list k. Its links are in the arena (free_of_span); each
+ * neighbour must also point back at b before it is written (safe
+ * unlinking), else MK_ECORRUPT and nothing written. */
+static int list_unlink(mk__hdr *h, mk_off b, int k) {
     buddy_state *S = st(h);
     mk_off next = mk__get(h, b + MK__LINK0);
     mk_off prev = mk__get(h, b + MK__LINK1);
+    if (next && (!in_arena(h, next) || mk__get(h, next + MK__LINK1) != b)) return MK_ECORRUPT;
+    if (prev ? !in_arena(h, prev) || mk__get(h, prev + MK__LINK0) != b : S->head[k] != b)
+        return MK_ECORRUPT;
     if (prev) {
         mk__set_at(h, prev + MK__LINK0, next);
     } else {
@@ -115,12 +125,13 @@ static void list_unlink(mk__hdr *h, mk_off b, int k) {
         if (!next) mk__set(h, &S->nonempty, S->nonempty & ~(UINT64_C(1) << k));
     }
     if (next) mk__set_at(h, next + MK__LINK1, prev);
+    return MK_OK;
 }
 
 /* Write b as a free block of span s and put it on its list. */
-static void put_free(mk__hdr *h, mk_off b, uint64_t s) {
+static int put_free(mk__hdr *h, mk_off b, uint64_t s) {
     mk__set_at(h, b, mk__pack(h, b, s, MK__F_FREE));
-    list_push(h, b, order_of(s));
+    return list_push(h, b, order_of(s));
 }
 
 /* A header word whose check tag is the complement of the right one, so no
@@ -170,12 +181,13 @@ static void buddy_init(mk__hdr *h) {
 /* Turn free block b of span have (already off its list) into a used block
  * of span need, putting the upper halves split off on their lists. The
  * lower half is kept, so b stays where it was and as aligned as it was. */
-static void carve(mk__hdr *h, mk_off b, uint64_t have, uint64_t need) {
+static int carve(mk__hdr *h, mk_off b, uint64_t have, uint64_t need) {
     while (have > need) {
         have >>= 1;
-        put_free(h, b + have, have);
+        if (put_free(h, b + have, have) != MK_OK) return MK_ECORRUPT;
     }
     mk__set_at(h, b, mk__pack(h, b, need, 0));
+    return MK_OK;
 }
 
 static int buddy_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
@@ -195,8 +207,8 @@ static int buddy_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
             for (mk_off b = S->head[k]; b && n < ALIGN_SCAN; n++) {
                 if (!free_of_span(h, b, span_of(k))) return MK_ECORRUPT;
                 if (((b - ds) & (align - 1)) == 0) {
-                    list_unlink(h, b, k);
-                    carve(h, b, span_of(k), need);
+                    if (list_unlink(h, b, k) != MK_OK || carve(h, b, span_of(k), need) != MK_OK)
+                        return MK_ECORRUPT;
                     *out = b;
                     return MK_OK;
                 }
@@ -212,16 +224,23 @@ static int buddy_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
     if (k >= NORD) return MK_ECORRUPT;
     mk_off b = S->head[k];
     if (!free_of_span(h, b, span_of(k)) || ((b - ds) & (span_of(k) - 1))) return MK_ECORRUPT;
-    list_unlink(h, b, k);
-    carve(h, b, span_of(k), need);
+    if (list_unlink(h, b, k) != MK_OK || carve(h, b, span_of(k), need) != MK_OK) return MK_ECORRUPT;
     *out = b;
     return MK_OK;
 }
 
-static void buddy_release(mk__hdr *h, mk_off b) {
+/* Whether used block b of span s can be a buddy block: a power of two at a
+ * multiple of itself in the arena (its tag was checked by the caller). */
+static bool buddy_shape_ok(const mk__hdr *h, mk_off b, uint64_t s) {
+    return is_pow2(s) && s >= MIN_SPAN && s <= (UINT64_C(1) << MAX_ORDER) &&
+           ((b - h->data_start) & (s - 1)) == 0 && s <= h->data_end - b;
+}
+
+static int buddy_release(mk__hdr *h, mk_off b) {
     mk_off ds = h->data_start;
     uint64_t d = h->data_end - ds;
     uint64_t rel = b - ds, s = mk__bspan(h, b);
+    if (!buddy_shape_ok(h, b, s)) return MK_ECORRUPT;
     /* Merge upward while the buddy is a free block of the same span. A
      * buddy of another span is split (or part of nothing we could merge);
      * one whose links look damaged is left alone for validate to report,
@@ -229,12 +248,12 @@ static void buddy_release(mk__hdr *h, mk_off b) {
     while (!is_chunk(d, rel, s) && s < (UINT64_C(1) << MAX_ORDER)) {
         mk_off bud = ds + (rel ^ s);
         if (!free_of_span(h, bud, s)) break;
-        list_unlink(h, bud, order_of(s));
+        if (list_unlink(h, bud, order_of(s)) != MK_OK) return MK_ECORRUPT;
         scrub_header(h, ds + (rel | s)); /* the upper half's start is interior now */
         rel &= ~s;
         s <<= 1;
     }
-    put_free(h, ds + rel, s);
+    return put_free(h, ds + rel, s);
 }
 
 static int buddy_resize(mk__hdr *h, mk_off b, uint64_t span) {
@@ -243,13 +262,14 @@ static int buddy_resize(mk__hdr *h, mk_off b, uint64_t span) {
     uint64_t have = mk__span(w);
     uint64_t keep = w & MK__F_USER; /* the layer above's bit survives a resize */
     uint64_t need = ceil_pow2(span < MIN_SPAN ? MIN_SPAN : span);
+    if (!buddy_shape_ok(h, b, have)) return MK_ECORRUPT;
     if (need == have) return MK_OK;
     if (need < have) {
         /* Each upper half split off has the kept lower part, used, as its
          * buddy, so it cannot merge: it goes straight onto its list. */
         while (have > need) {
             have >>= 1;
-            put_free(h, b + have, have);
+            if (put_free(h, b + have, have) != MK_OK) return MK_ECORRUPT;
         }
         mk__set_at(h, b, mk__pack(h, b, need, keep));
         return MK_OK;
@@ -263,7 +283,7 @@ static int buddy_resize(mk__hdr *h, mk_off b, uint64_t span) {
         if (!free_of_span(h, b + t, t)) return MK_ENOMEM;
     }
     for (uint64_t t = have; t < need; t <<= 1) {
-        list_unlink(h, b + t, order_of(t));
+        if (list_unlink(h, b + t, order_of(t)) != MK_OK) return MK_ECORRUPT;
         scrub_header(h, b + t);
     }
     mk__set_at(h, b, mk__pack(h, b, need, keep));

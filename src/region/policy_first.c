@@ -23,12 +23,12 @@ static mk_off first_find(mk__hdr *h, uint64_t span) {
     return mk__tree_first_fit(h, st(h)->root, span);
 }
 
-static void first_insert(mk__hdr *h, mk_off b) {
-    mk__tree_insert(h, &st(h)->root, MK__TREE_BY_ADDR, b);
+static int first_insert(mk__hdr *h, mk_off b) {
+    return mk__tree_insert(h, &st(h)->root, MK__TREE_BY_ADDR, b);
 }
 
-static void first_remove(mk__hdr *h, mk_off b) {
-    mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
+static int first_remove(mk__hdr *h, mk_off b) {
+    return mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
 }
 
 static int first_check(const mk__hdr *h, mk__vstate *v) {

@@ -36,18 +36,20 @@ static mk_off next_find(mk__hdr *h, uint64_t span) {
     mk__next_state *s = st(h);
     mk_off b = mk__tree_first_fit_from(h, s->root, span, s->rover);
     if (!b) b = mk__tree_first_fit(h, s->root, span); /* wrap around */
-    if (b && b != s->rover) mk__set(h, &s->rover, b);
+    /* Only a block the engine will accept becomes the rover. */
+    if (b && b != s->rover && mk__plausible_free(h, b)) mk__set(h, &s->rover, b);
     return b;
 }
 
-static void next_insert(mk__hdr *h, mk_off b) {
+static int next_insert(mk__hdr *h, mk_off b) {
     mk__next_state *s = st(h);
-    mk__tree_insert(h, &s->root, MK__TREE_BY_ADDR, b);
-    if (b < s->rover && s->rover < b + mk__bspan(h, b)) mk__set(h, &s->rover, b);
+    int rc = mk__tree_insert(h, &s->root, MK__TREE_BY_ADDR, b);
+    if (rc == MK_OK && b < s->rover && s->rover < b + mk__bspan(h, b)) mk__set(h, &s->rover, b);
+    return rc;
 }
 
-static void next_remove(mk__hdr *h, mk_off b) {
-    mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
+static int next_remove(mk__hdr *h, mk_off b) {
+    return mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
 }
 
 static int next_check(const mk__hdr *h, mk__vstate *v) {

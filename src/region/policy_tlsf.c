@@ -69,7 +69,7 @@ static mk_off tlsf_find(mk__hdr *h, uint64_t span) {
     mapping(span, &fl, &sl);
     if (fl < FL_COUNT) {
         mk_off b = s->head[fl][sl];
-        if (b && b < h->data_end && mk__bspan(h, b) >= span) return b;
+        if (b && mk__link_ok(h, b) && mk__bspan(h, b) >= span) return b;
     }
     uint64_t rounded = span;
     if (span >= SMALL) rounded += (UINT64_C(1) << (msb(span) - SL_LOG)) - 1;
@@ -81,19 +81,31 @@ static mk_off tlsf_find(mk__hdr *h, uint64_t span) {
     /* Nearly full: a block in the request's own class may still fit. */
     mapping(span, &fl, &sl);
     if (fl >= FL_COUNT) return 0;
-    uint64_t guard = h->size / MK__GRAIN;
-    for (mk_off b = s->head[fl][sl]; b && guard--; b = mk__get(h, b + MK__LINK0)) {
-        if (b >= h->data_end) return 0;
+    /* A scan of one list. A damaged list may loop: Brent's cycle test (a
+     * mark that jumps ahead at powers of two) ends the scan within two
+     * laps of the loop, so a cycle costs about its length, not a hang. */
+    mk_off b = s->head[fl][sl], mark = 0;
+    for (uint64_t lap = 0, power = 1; b; b = mk__get(h, b + MK__LINK0)) {
+        if (!mk__link_ok(h, b) || b == mark) return MK__BAD_LINK; /* the engine refuses it */
         if (mk__bspan(h, b) >= span) return b;
+        if (++lap == power) {
+            mark = b;
+            power <<= 1;
+            lap = 0;
+        }
     }
     return 0;
 }
 
-static void tlsf_insert(mk__hdr *h, mk_off b) {
+static int tlsf_insert(mk__hdr *h, mk_off b) {
     tlsf_state *s = st(h);
     unsigned fl, sl;
     mapping(mk__bspan(h, b), &fl, &sl);
+    if (fl >= FL_COUNT) return MK_ECORRUPT;
     mk_off head = s->head[fl][sl];
+    /* The head is written through: it must be a list head (no prev). */
+    if (head && (!mk__link_ok(h, head) || mk__get(h, head + MK__LINK1) != 0 || head == b))
+        return MK_ECORRUPT;
     mk__set_at(h, b + MK__LINK0, head);
     mk__set_at(h, b + MK__LINK1, 0);
     if (head) mk__set_at(h, head + MK__LINK1, b);
@@ -103,17 +115,22 @@ static void tlsf_insert(mk__hdr *h, mk_off b) {
             mk__set(h, &s->fl_map, s->fl_map | (UINT64_C(1) << fl));
         mk__set(h, &s->sl_map[fl], s->sl_map[fl] | (UINT64_C(1) << sl));
     }
+    return MK_OK;
 }
 
-static void tlsf_remove(mk__hdr *h, mk_off b) {
+static int tlsf_remove(mk__hdr *h, mk_off b) {
     tlsf_state *s = st(h);
     unsigned fl, sl;
     mapping(mk__bspan(h, b), &fl, &sl);
+    if (fl >= FL_COUNT) return MK_ECORRUPT;
     mk_off next = mk__get(h, b + MK__LINK0);
     mk_off prev = mk__get(h, b + MK__LINK1);
-    /* Links are bounds-checked so that a damaged list cannot make us write
-     * outside the region; validate reports the damage itself. */
-    if (next >= h->data_end || prev >= h->data_end) return;
+    /* Safe unlinking: each neighbour must point back at b before it is
+     * written, so a damaged link is refused instead of followed; validate
+     * reports the damage itself. */
+    if (next && (!mk__link_ok(h, next) || mk__get(h, next + MK__LINK1) != b)) return MK_ECORRUPT;
+    if (prev ? !mk__link_ok(h, prev) || mk__get(h, prev + MK__LINK0) != b : s->head[fl][sl] != b)
+        return MK_ECORRUPT;
     if (next) mk__set_at(h, next + MK__LINK1, prev);
     if (prev) {
         mk__set_at(h, prev + MK__LINK0, next);
@@ -125,6 +142,7 @@ static void tlsf_remove(mk__hdr *h, mk_off b) {
             if (!m) mk__set(h, &s->fl_map, s->fl_map & ~(UINT64_C(1) << fl));
         }
     }
+    return MK_OK;
 }
 
 static void tlsf_init(mk__hdr *h) { memset(st(h), 0, sizeof(tlsf_state)); }
@@ -170,7 +188,7 @@ static bool tlsf_holds(const mk__hdr *h, mk_off b) {
     if (fl >= FL_COUNT) return false;
     mk_off prev = mk__get(h, b + MK__LINK1);
     if (!prev) return st(h)->head[fl][sl] == b;
-    return prev < h->data_end && mk__get(h, prev + MK__LINK0) == b;
+    return mk__link_ok(h, prev) && mk__get(h, prev + MK__LINK0) == b;
 }
 
 const mk__policy_ops mk__policy_tlsf = {

@@ -23,16 +23,18 @@ static void worst_init(mk__hdr *h) {
 static mk_off worst_find(mk__hdr *h, uint64_t span) {
     mk_off root = st(h)->root;
     /* The root's subtree max is the largest span: reject in O(1). */
-    if (!root || mk__get(h, root + MK__LINK2) < span) return 0;
+    if (!root) return 0;
+    if (!mk__link_ok(h, root)) return MK__TREE_DAMAGED;
+    if (mk__get(h, root + MK__LINK2) < span) return 0;
     return mk__tree_largest(h, root);
 }
 
-static void worst_insert(mk__hdr *h, mk_off b) {
-    mk__tree_insert(h, &st(h)->root, MK__TREE_BY_ADDR, b);
+static int worst_insert(mk__hdr *h, mk_off b) {
+    return mk__tree_insert(h, &st(h)->root, MK__TREE_BY_ADDR, b);
 }
 
-static void worst_remove(mk__hdr *h, mk_off b) {
-    mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
+static int worst_remove(mk__hdr *h, mk_off b) {
+    return mk__tree_remove(h, &st(h)->root, MK__TREE_BY_ADDR, b);
 }
 
 static int worst_check(const mk__hdr *h, mk__vstate *v) {

@@ -15,13 +15,18 @@
  */
 #include "region_int.h"
 
-static mk__quick *quick(const mk__hdr *h) { return (mk__quick *)(void *)mk__word(h, h->quick_off); }
+/* The quick lists, or NULL when h->quick_off is not where this build puts
+ * them (a damaged header word must not move the lists anywhere else). */
+static mk__quick *quick(const mk__hdr *h) {
+    if (h->quick_off != mk__quick_off_for(h)) return NULL;
+    return (mk__quick *)(void *)mk__word(h, h->quick_off);
+}
 
 static unsigned class_of(uint64_t span) { return (unsigned)(span / MK__GRAIN); }
 
 /* A parked block, as far as its own header line can tell. */
 static bool parked_ok(const mk__hdr *h, mk_off b, uint64_t span) {
-    if (b < h->data_start || b >= h->data_end || b % MK__GRAIN != 8) return false;
+    if (!mk__link_ok(h, b)) return false;
     uint64_t w = mk__get(h, b);
     return (w & (MK__F_QUICK | MK__F_FREE)) == MK__F_QUICK && mk__span(w) == span &&
            mk__tag_ok(h, b, w);
@@ -33,7 +38,7 @@ int mk__quick_push(mk__hdr *h, mk_off b) {
     if (span > MK__QUICK_MAX) return 0;
     mk__quick *q = quick(h);
     unsigned c = class_of(span);
-    if (q->count[c] >= MK__QUICK_CAP) return 0;
+    if (!q || q->count[c] >= MK__QUICK_CAP) return 0;
     mk__set_at(h, b + MK__LINK0, q->head[c]);
     mk__set_at(h, b, w | MK__F_QUICK);
     mk__set(h, &q->head[c], b);
@@ -44,6 +49,10 @@ int mk__quick_push(mk__hdr *h, mk_off b) {
 mk_off mk__quick_pop(mk__hdr *h, uint64_t span, int *err) {
     if (span > MK__QUICK_MAX) return 0;
     mk__quick *q = quick(h);
+    if (!q) {
+        *err = MK_ECORRUPT;
+        return 0;
+    }
     unsigned c = class_of(span);
     mk_off b = q->head[c];
     if (!b) return 0;
@@ -68,7 +77,8 @@ int mk__quick_flush(mk__hdr *h) {
             mk__journal_begin(h, MK__OP_FREE, 0, 0, 0);
             mk_off b = mk__quick_pop(h, (uint64_t)c * MK__GRAIN, &err);
             if (b && mk__neighbours_ok(h, b) != MK_OK) err = MK_ECORRUPT;
-            if (b && err == MK_OK) ops->release(h, b);
+            if (b && err == MK_OK) err = ops->release(h, b);
+            if (err != MK_OK) mk__journal_undo(h);
             mk__journal_end(h);
             if (err != MK_OK) return err;
             if (!b) break;
@@ -79,6 +89,7 @@ int mk__quick_flush(mk__hdr *h) {
 
 int mk__quick_check(const mk__hdr *h, mk__vstate *v, uint64_t walk_blocks, uint64_t walk_bytes) {
     const mk__quick *q = quick(h);
+    if (!q) return mk__vfail(v, "quick lists where the layout puts them", 0);
     uint64_t blocks = 0, bytes = 0;
     for (unsigned c = 0; c < MK__QUICK_CLASSES; c++) {
         uint64_t n = 0;

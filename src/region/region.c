@@ -86,6 +86,23 @@ static layout compute_layout(const mk__policy_ops *ops, unsigned flags) {
     return l;
 }
 
+/* Last possible sentinel offset for a range of size bytes (% 16 == 8). */
+static mk_off end_for(uint64_t size) { return ((size - 16) & ~(uint64_t)(MK__GRAIN - 1)) + 8; }
+
+bool mk__layout_ok(const mk__hdr *h) {
+    if (h->policy >= MK_POLICY_COUNT || (h->flags & ~FLAGS_ALL)) return false;
+    const mk__policy_ops *ops = mk__policy_table[h->policy];
+    layout l = compute_layout(ops, h->flags);
+    /* Every offset the engine starts from must be where this build puts it. */
+    if (h->state_off != l.state_off || h->state_off != MK__STATE_OFF ||
+        h->journal_off != l.journal_off || h->quick_off != l.quick_off ||
+        (h->quick_off && !ops->coalesces))
+        return false;
+    return h->data_start >= l.data_start && h->data_start % MK__GRAIN == 8 &&
+           h->data_end % MK__GRAIN == 8 && h->data_end > h->data_start && h->size >= 16 &&
+           h->data_end <= end_for(h->size) && h->size <= MK_REGION_MAX_SIZE && mk__hdr_ok(h);
+}
+
 size_t mk_region_min_size(mk_policy policy, unsigned flags) {
     if ((unsigned)policy >= MK_POLICY_COUNT || (flags & ~FLAGS_ALL)) return 0;
     const mk__policy_ops *ops = mk__policy_table[policy];
@@ -94,9 +111,6 @@ size_t mk_region_min_size(mk_policy policy, unsigned flags) {
     uint64_t slack = ops->coalesces ? 0 : MK_REGION_MAX_ALIGN; /* buddy aligns its arena */
     return (size_t)(l.data_start + slack + ops->min_span + 8);
 }
-
-/* Last possible sentinel offset for a range of size bytes (% 16 == 8). */
-static mk_off end_for(uint64_t size) { return ((size - 16) & ~(uint64_t)(MK__GRAIN - 1)) + 8; }
 
 int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, mk_region **out) {
     if (!base || !out || (uintptr_t)base % MK__GRAIN) return MK_EINVAL;
@@ -148,17 +162,7 @@ int mk_region_attach(void *base, size_t mapped, mk_region **out) {
     if (h->version != MK__VERSION) return MK_EVERSION;
     if (h->signature != layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
     if (h->size > mapped) return MK_ETRUNCATED;
-    if (h->policy >= MK_POLICY_COUNT || (h->flags & ~FLAGS_ALL)) return MK_ECORRUPT;
-    const mk__policy_ops *ops = mk__policy_table[h->policy];
-    layout l = compute_layout(ops, h->flags);
-    /* Every offset the engine starts from must be where this build puts it. */
-    if (h->state_off != l.state_off || h->journal_off != l.journal_off ||
-        h->quick_off != l.quick_off || (h->quick_off && !ops->coalesces))
-        return MK_ECORRUPT;
-    if (h->data_start < l.data_start || h->data_start % MK__GRAIN != 8 ||
-        h->data_end % MK__GRAIN != 8 || h->data_end <= h->data_start || h->size < 16 ||
-        h->data_end > end_for(h->size) || h->size > MK_REGION_MAX_SIZE)
-        return MK_ECORRUPT;
+    if (!mk__layout_ok(h)) return MK_ECORRUPT;
     if (h->journal_off) {
         const mk__journal *j = (const mk__journal *)(const void *)mk__word(h, h->journal_off);
         if (j->cap != MK__JOURNAL_CAP) return MK_ECORRUPT;
@@ -203,7 +207,8 @@ int mk__check_align(size_t *align) {
     return MK_OK;
 }
 
-/* Is off the payload of a live block? Sets *b to its block. */
+/* Is off the payload of a live block? Sets *b to its block. The header
+ * was checked (mk__hdr_ok). */
 static int live_block(const mk__hdr *h, mk_off off, mk_off *b) {
     if (off < h->data_start + MK__TAGW || off >= h->data_end || off % MK__GRAIN) return MK_EBADOFF;
     mk_off blk = off - MK__TAGW;
@@ -224,7 +229,9 @@ int mk__neighbours_ok(const mk__hdr *h, mk_off b) {
     mk_off n = b + mk__span(w);
     uint64_t nw = mk__get(h, n);
     if (!mk__tag_ok(h, n, nw)) return MK_ECORRUPT;
-    if (n == h->data_end ? mk__span(nw) != 0 : mk__span(nw) > h->data_end - n) return MK_ECORRUPT;
+    if (n == h->data_end ? mk__span(nw) != 0
+                         : mk__span(nw) > h->data_end - n || mk__span(nw) < MK__LINK_ROOM)
+        return MK_ECORRUPT;
     if (w & MK__F_PREV_FREE) {
         uint64_t foot = mk__get(h, b - 8); /* the predecessor's footer */
         uint64_t pspan = mk__span(foot);
@@ -236,15 +243,14 @@ int mk__neighbours_ok(const mk__hdr *h, mk_off b) {
 }
 
 static bool quick_parked(const mk__hdr *h) {
+    if (h->quick_off != mk__quick_off_for(h)) return false;
     const mk__quick *q = (const mk__quick *)(const void *)mk__word(h, h->quick_off);
     for (unsigned c = 0; c < MK__QUICK_CLASSES; c++)
         if (q->count[c]) return true;
     return false;
 }
 
-static int usable_check(const mk__hdr *h) {
-    return h->policy < MK_POLICY_COUNT ? MK_OK : MK_ECORRUPT;
-}
+static int usable_check(const mk__hdr *h) { return mk__hdr_ok(h) ? MK_OK : MK_ECORRUPT; }
 
 /* The block whose payload is off, if the region and the block are sound. */
 static int lookup(const mk__hdr *h, mk_off off, mk_off *b) {
@@ -272,25 +278,28 @@ static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b, 
 }
 
 int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
+    *b = 0;
+    if (!mk__hdr_ok(h)) return MK_ECORRUPT;
     uint64_t span = mk__span_for(size ? size : 1, mk__ops(h)->min_span);
     int rc = MK_ENOMEM;
-    *b = 0;
     if (h->quick_off && align <= MK__GRAIN) {
         *b = mk__quick_pop(h, span, &rc);
         if (*b) rc = MK_OK;
     }
     if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, b, MK__OP_ALLOC, size, align);
     if (rc == MK_OK) mk__count_op(h, mk__bspan(h, *b), 0, 1, &h->c.n_alloc);
+    if (rc == MK_ECORRUPT) mk__journal_undo(h);
     return rc;
 }
 
 int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     if (!r || !out) return MK_EINVAL;
     mk__hdr *h = mk__h(r);
-    int rc = usable_check(h);
-    if (rc == MK_OK) rc = mk__check_align(&align);
+    int rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
-    if (size > h->data_end - h->data_start) return MK_ETOOBIG;
+    /* The header is checked in mk__region_alloc_op; this compares numbers
+     * only, and a refusal says which of the two it is. */
+    if (size > h->data_end - h->data_start) return mk__hdr_ok(h) ? MK_ETOOBIG : MK_ECORRUPT;
     mk_off b;
     mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
     rc = mk__region_alloc_op(h, size, align, &b);
@@ -304,8 +313,11 @@ int mk__region_free_op(mk__hdr *h, mk_off b) {
     uint64_t span = mk__bspan(h, b);
     if (!h->quick_off || !mk__quick_push(h, b)) {
         int rc = mk__neighbours_ok(h, b);
-        if (rc != MK_OK) return rc;
-        mk__ops(h)->release(h, b);
+        if (rc == MK_OK) rc = mk__ops(h)->release(h, b);
+        if (rc != MK_OK) {
+            mk__journal_undo(h);
+            return rc;
+        }
     }
     mk__count_op(h, 0, span, -1, &h->c.n_free);
     return MK_OK;
@@ -342,8 +354,7 @@ static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
     uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW;
     memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, b + MK__TAGW), keep);
     if (ops->coalesces && mk__neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
-    ops->release(h, b);
-    return MK_OK;
+    return ops->release(h, b);
 }
 
 int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
@@ -367,6 +378,8 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
         *out = nb + MK__TAGW;
     } else if (rc == MK_ENOMEM) {
         bump(h, &h->c.n_failed);
+    } else if (rc == MK_ECORRUPT) {
+        mk__journal_undo(h);
     }
     mk__journal_end(h);
     return rc;
@@ -397,6 +410,7 @@ int mk_region_grow(mk_region *r, size_t new_size) {
     h->size = new_size;
     mk__journal_begin(h, MK__OP_GROW, new_size, 0, 0);
     if (new_end >= h->data_end + ops->min_span) rc = ops->grow(h, new_end);
+    if (rc == MK_ECORRUPT) mk__journal_undo(h);
     mk__journal_end(h);
     return rc;
 }

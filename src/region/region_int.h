@@ -89,6 +89,12 @@ typedef struct mk__hdr {
     unsigned char lock[64];
 } mk__hdr;
 
+/* Where the policy state lives: fixed by the format (attach and validate
+ * check that h->state_off says the same), so a damaged header word cannot
+ * move it. */
+#define MK__STATE_OFF                                                                              \
+    ((mk_off)((sizeof(mk__hdr) + MK__CACHE_LINE - 1) / MK__CACHE_LINE * MK__CACHE_LINE))
+
 /* One undo record: the word at off held old before the write. */
 typedef struct mk__undo {
     mk_off off;
@@ -164,22 +170,30 @@ typedef struct mk__policy_ops {
 
     /* Free-structure primitives, used by the boundary-tag engine (block.c).
      * find: a free block with span >= span, chosen by the policy, or 0; it
-     *   stays in the structure (the engine removes it).
+     *   stays in the structure (the engine removes it). On a damaged
+     *   structure it may return anything: the engine checks the answer
+     *   (mk__plausible_free) before it follows it.
      * insert: b is free, with header and footer written.
-     * remove: b is in the structure. */
+     * remove: b is in the structure.
+     * insert and remove return MK_OK, or MK_ECORRUPT when a link they would
+     * follow or write through fails its check (mk__link_ok), a list
+     * neighbour does not point back, b is not found, or a path is longer
+     * than a sound structure can be (then some words may be written: see
+     * mk__journal_undo). */
     mk_off (*find)(mk__hdr *h, uint64_t span);
-    void (*insert)(mk__hdr *h, mk_off b);
-    void (*remove)(mk__hdr *h, mk_off b);
+    int (*insert)(mk__hdr *h, mk_off b);
+    int (*remove)(mk__hdr *h, mk_off b);
 
     /* Whole operations. Boundary-tag policies use mk__bt_* (block.c).
      * alloc: a used block whose payload (b + 8) is aligned to align
      *   (a power of two, >= 16) and whose span >= span; *out = b.
      *   MK_ENOMEM when nothing fits. Counters are the caller's job.
-     * release: free used block b, merging as the policy does.
+     * release: free used block b, merging as the policy does. MK_OK or
+     *   MK_ECORRUPT.
      * resize: change used block b's span in place to at least span;
-     *   MK_ENOMEM when it cannot (nothing changed then). */
+     *   MK_ENOMEM when it cannot (nothing changed then), MK_ECORRUPT. */
     int (*alloc)(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
-    void (*release)(mk__hdr *h, mk_off b);
+    int (*release)(mk__hdr *h, mk_off b);
     int (*resize)(mk__hdr *h, mk_off b, uint64_t span);
     /* Extend the last block/free space to a new data_end; NULL: MK_ENOTSUP. */
     int (*grow)(mk__hdr *h, mk_off new_end);
@@ -204,6 +218,14 @@ static inline const mk__policy_ops *mk__ops(const mk__hdr *h) {
     return mk__policy_table[h->policy];
 }
 
+/* Where this build puts the quick lists of h's policy (the cache line after
+ * its state): the only value h->quick_off may hold besides 0. Needs a
+ * checked h->policy. */
+static inline mk_off mk__quick_off_for(const mk__hdr *h) {
+    return (MK__STATE_OFF + mk__ops(h)->state_size + MK__CACHE_LINE - 1) &
+           ~(mk_off)(MK__CACHE_LINE - 1);
+}
+
 /* ---- word access ------------------------------------------------------------ */
 static inline mk__hdr *mk__h(mk_region *r) { return (mk__hdr *)(void *)r; }
 static inline const mk__hdr *mk__hc(const mk_region *r) { return (const mk__hdr *)(const void *)r; }
@@ -212,7 +234,55 @@ static inline uint64_t *mk__word(const mk__hdr *h, mk_off off) {
     return (uint64_t *)(void *)((char *)(uintptr_t)h + off);
 }
 static inline uint64_t mk__get(const mk__hdr *h, mk_off off) { return *mk__word(h, off); }
-static inline void *mk__state(const mk__hdr *h) { return mk__word(h, h->state_off); }
+
+static inline void *mk__state(const mk__hdr *h) { return mk__word(h, MK__STATE_OFF); }
+
+/* ---- untrusted memory -----------------------------------------------------------
+ * The region may be shared with a faulty or hostile process, so every
+ * offset, span, link and index read from it is checked before it is
+ * followed (docs/REGION.md, "Untrusted memory"). Two cheap checks carry
+ * the hot paths:
+ *   mk__hdr_ok    once per operation: the header fields every other check
+ *                 relies on (policy, data_start, data_end, size);
+ *   mk__link_ok   once per link followed: a range compare and an alignment
+ *                 test, so reading the link words of the block it names
+ *                 (b + 8 .. b + 31) stays inside the data.
+ * A block the engine is about to split, merge or rewrite gets the full
+ * check of its header word (mk__plausible_free, the neighbour checks).
+ * A search that can loop (lists, trees) is bounded. */
+
+/* Smallest span of any free or parked block, whatever the policy: room
+ * for a header word, two or three links (a first-fit tree node is 48
+ * bytes, but its third link still ends within 32 bytes of its start). */
+#define MK__LINK_ROOM 32u
+
+/* What a search returns when it met damage: not a block offset (blocks are
+ * % 16 == 8), so the engine's check of the answer (mk__plausible_free)
+ * refuses it and the operation ends with MK_ECORRUPT. */
+#define MK__BAD_LINK ((mk_off)1)
+
+/* Whether x may be the start of a linked free block: in the data,
+ * % 16 == 8, and its link words inside the data. */
+static inline bool mk__link_ok(const mk__hdr *h, mk_off x) {
+    return x >= h->data_start && x <= h->data_end - MK__LINK_ROOM && x % MK__GRAIN == 8;
+}
+
+/* Whether the header fields the engine starts from are usable: the policy
+ * is known, the data lies after the header and the sentinel word inside
+ * size (which the layer that maps the range vouches for: a shared segment
+ * checks it against its mapping under the lock). Attach checks the full
+ * layout; this is the cheap subset re-checked by every operation, because
+ * another process may write the header after attach. */
+static inline bool mk__hdr_ok(const mk__hdr *h) {
+    return h->policy < MK_POLICY_COUNT && h->data_start > MK__STATE_OFF &&
+           h->data_start < h->data_end && h->data_end < h->size && h->size - h->data_end >= 8 &&
+           h->data_end - h->data_start >= MK__LINK_ROOM;
+}
+
+/* The full layout check (region.c): every offset in the header where this
+ * build puts it. Attach, validate and recovery use it. */
+bool mk__layout_ok(const mk__hdr *h);
+
 static inline mk_off mk__offset_of(const mk__hdr *h, const void *p) {
     return (mk_off)((const char *)p - (const char *)h);
 }
@@ -246,6 +316,13 @@ static inline void mk__set(mk__hdr *h, uint64_t *p, uint64_t v) {
 static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) {
     mk__set(h, mk__word(h, off), v);
 }
+
+/* Roll back every write of the open operation (its undo records, newest
+ * first) and keep it open with an empty log; the engine calls it before it
+ * returns MK_ECORRUPT from inside an operation, so a damaged region is
+ * left as it was found. No-op without a journal (or when the log
+ * overflowed): then the words written before the damage was found stay. */
+void mk__journal_undo(mk__hdr *h);
 
 /* Begin / end an operation in the journal (no-ops without one: inline
  * tests, the work out of line). */
@@ -295,10 +372,10 @@ int mk__region_user_bit(mk_region *r, mk_off off, int set);
  * tag, FREE and span; everything on the header's cache line. Validation
  * (mk__valid_free_block) also reads the footer, on another line. */
 static inline bool mk__plausible_free(const mk__hdr *h, mk_off b) {
-    if (b < h->data_start || b >= h->data_end || b % MK__GRAIN != 8) return false;
+    if (!mk__link_ok(h, b)) return false;
     uint64_t w = mk__get(h, b);
     return (w & MK__F_FREE) && mk__tag_ok(h, b, w) && mk__span(w) <= h->data_end - b &&
-           mk__span(w) >= MK__GRAIN * 2;
+           mk__span(w) >= MK__LINK_ROOM;
 }
 
 /* ---- operations inside an open journal operation (region.c) ------------------
@@ -311,10 +388,12 @@ static inline bool mk__plausible_free(const mk__hdr *h, mk_off b) {
 /* Check and normalise an alignment (0: default; below 16: 16). */
 int mk__check_align(size_t *align);
 /* Allocate size bytes aligned to align (checked, >= 16); *b = the block
- * (its payload is *b + 8). Counts it. MK_ENOMEM, MK_ECORRUPT. */
+ * (its payload is *b + 8). Counts it. MK_ENOMEM, MK_ECORRUPT (then every
+ * write of the open operation was rolled back: mk__journal_undo). */
 int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
 /* Free live block b (already looked up), merging or parking it. Counts it.
- * MK_ECORRUPT when its neighbours are damaged (nothing changed then). */
+ * MK_ECORRUPT when its neighbours or the free structure are damaged (the
+ * open operation rolled back, as above). */
 int mk__region_free_op(mk__hdr *h, mk_off b);
 /* Move bytes_used by add - sub, blocks_used by blocks and *counter by one. */
 void mk__count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter);
@@ -325,7 +404,7 @@ void mk__journal_payload_words(mk__hdr *h, mk_off b);
 
 /* ---- the boundary-tag engine (block.c) ------------------------------------------ */
 int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
-void mk__bt_release(mk__hdr *h, mk_off b);
+int mk__bt_release(mk__hdr *h, mk_off b);
 int mk__bt_resize(mk__hdr *h, mk_off b, uint64_t span);
 int mk__bt_grow(mk__hdr *h, mk_off new_end);
 

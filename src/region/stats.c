@@ -46,6 +46,7 @@ int mk_region_stats(const mk_region *r, mk_stats *out) {
 void mk_region_stats_reset(mk_region *r) {
     if (!r) return;
     mk__hdr *h = mk__h(r);
+    if (!mk__hdr_ok(h)) return; /* a damaged header: nothing is written */
     mk__journal_begin(h, MK__OP_USER, 0, 0, 0);
     mk__set(h, &h->c.peak_used, h->c.bytes_used);
     mk__set(h, &h->c.n_alloc, 0);

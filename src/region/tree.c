@@ -47,34 +47,48 @@ static inline void set_if(mk__hdr *h, uint64_t *p, uint64_t v) {
     if (*p != v) mk__set(h, p, v);
 }
 
+/* A link read from the region that cannot be followed: not 0 and not a
+ * place whose link words lie inside the data. */
+static inline bool bad_link(const mk__hdr *h, mk_off x) { return x && !mk__link_ok(h, x); }
+
+/* A node insert or remove is about to write: a link that passes mk__link_ok
+ * and whose header word says FREE (same cache line as its links), so that
+ * a link to a live block is refused before its payload is written. */
+static inline bool node_ok(const mk__hdr *h, mk_off x) {
+    return mk__link_ok(h, x) && (mk__get(h, x) & MK__F_FREE);
+}
+
 /* Recompute x's subtree max from its span and its children's (which must be
- * right already). Returns whether it changed. */
-static bool fix_max(mk__hdr *h, mk_off x) {
+ * right already). Returns whether it changed, or -1 on a bad child link. */
+static int fix_max(mk__hdr *h, mk_off x) {
+    mk_off lc = left(h, x), rc = right(h, x);
+    if ((lc && !node_ok(h, lc)) || (rc && !node_ok(h, rc))) return -1;
     uint64_t m = mk__bspan(h, x);
-    uint64_t l = smax(h, left(h, x)), r = smax(h, right(h, x));
+    uint64_t l = smax(h, lc), r = smax(h, rc);
     if (l > m) m = l;
     if (r > m) m = r;
     uint64_t *p = mk__word(h, x + L2);
-    if (*p == m) return false;
+    if (*p == m) return 0;
     mk__set(h, p, m);
-    return true;
+    return 1;
 }
 
-void mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
+int mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
     const bool by_addr = ord == MK__TREE_BY_ADDR;
     const uint64_t span = mk__bspan(h, b);
     const uint64_t pb = prio(h, b);
 
     /* Phase 1: the nodes that outrank b stay above it; b joins their
-     * subtree, so their max can only rise to span. */
+     * subtree, so their max can only rise to span. Meeting b itself means
+     * the tree already links it: damage (a second link would make a cycle). */
     uint64_t *slot = root;
     mk_off x = *slot;
-    unsigned depth = 0;
-    while (x && prio(h, x) > pb) {
+    for (unsigned depth = 0; x; depth++) {
+        if (depth == MK__TREE_MAX_DEPTH || !node_ok(h, x) || x == b) return MK_ECORRUPT;
+        if (prio(h, x) <= pb) break;
         if (by_addr && mk__get(h, x + L2) < span) mk__set_at(h, x + L2, span);
         slot = mk__word(h, x + (key_lt(h, ord, x, span, b) ? L1 : L0));
         x = *slot;
-        if (++depth == MK__TREE_MAX_DEPTH) return; /* damaged tree */
     }
 
     /* Phase 2: split the subtree at x around b's key. Keys below b form
@@ -86,7 +100,7 @@ void mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
     unsigned n = 0;
     uint64_t *ls = mk__word(h, b + L0), *rs = mk__word(h, b + L1);
     while (x) {
-        if (n == MK__TREE_MAX_DEPTH) break; /* damaged tree */
+        if (n == MK__TREE_MAX_DEPTH || !node_ok(h, x) || x == b) return MK_ECORRUPT;
         spine[n++] = x;
         if (key_lt(h, ord, x, span, b)) {
             set_if(h, ls, x);
@@ -101,31 +115,34 @@ void mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
     set_if(h, ls, 0);
     set_if(h, rs, 0);
     if (by_addr) {
-        while (n) fix_max(h, spine[--n]);
+        while (n)
+            if (fix_max(h, spine[--n]) < 0) return MK_ECORRUPT;
         uint64_t m = span, l = smax(h, left(h, b)), r = smax(h, right(h, b));
         if (l > m) m = l;
         if (r > m) m = r;
         set_if(h, mk__word(h, b + L2), m);
     }
     set_if(h, slot, b);
+    return MK_OK;
 }
 
-void mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
+int mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
     const bool by_addr = ord == MK__TREE_BY_ADDR;
     const uint64_t span = mk__bspan(h, b);
 
-    /* path[0, n): b's ancestors, root first. */
+    /* path[0, n): b's ancestors, root first. Read only: a remove that
+     * cannot find b writes nothing. */
     mk_off path[MK__TREE_MAX_DEPTH];
     unsigned n = 0;
     uint64_t *slot = root;
     mk_off x = *slot;
     while (x && x != b) {
-        if (n == MK__TREE_MAX_DEPTH) return; /* damaged tree */
+        if (n == MK__TREE_MAX_DEPTH || !node_ok(h, x)) return MK_ECORRUPT;
         path[n++] = x;
         slot = mk__word(h, x + (key_lt(h, ord, x, span, b) ? L1 : L0));
         x = *slot;
     }
-    if (!x) return; /* not in the tree: the caller broke the contract */
+    if (!x) return MK_ECORRUPT; /* b is free but not in the tree */
 
     /* Zip b's subtrees l and r into b's place: the higher-priority root
      * goes first; if it is l's, all of what is left of r goes below it, on
@@ -133,7 +150,8 @@ void mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
      * then its subtree is its own plus the other side's remaining one,
      * whose max word is still exact: so the new max is known top-down. */
     mk_off l = left(h, b), r = right(h, b);
-    for (unsigned d = 0; l && r && d < 2 * MK__TREE_MAX_DEPTH; d++) {
+    for (unsigned d = 0; l && r; d++) {
+        if (d == 2 * MK__TREE_MAX_DEPTH || !node_ok(h, l) || !node_ok(h, r)) return MK_ECORRUPT;
         if (prio(h, l) > prio(h, r)) {
             set_if(h, slot, l);
             if (by_addr && mk__get(h, r + L2) > mk__get(h, l + L2))
@@ -148,6 +166,7 @@ void mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
             r = *slot;
         }
     }
+    if ((l || r) && !node_ok(h, l ? l : r)) return MK_ECORRUPT;
     set_if(h, slot, l ? l : r);
 
     /* Ancestors lost b. Their max words grow towards the root, and only a
@@ -156,27 +175,36 @@ void mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b) {
     if (by_addr) {
         while (n) {
             mk_off a = path[--n];
-            if (mk__get(h, a + L2) > span || !fix_max(h, a)) break;
+            if (mk__get(h, a + L2) > span) break;
+            int changed = fix_max(h, a);
+            if (changed < 0) return MK_ECORRUPT;
+            if (!changed) break;
         }
     }
+    return MK_OK;
 }
 
 mk_off mk__tree_first_fit(const mk__hdr *h, mk_off root, uint64_t span) {
     mk_off x = root;
-    if (!x || smax(h, x) < span) return 0;
+    if (!x) return 0;
+    if (!mk__link_ok(h, x)) return MK__TREE_DAMAGED;
+    if (smax(h, x) < span) return 0;
     /* Invariant: x's subtree holds a fit; the lowest one is in the left
-     * subtree if that holds any, else x, else in the right subtree. */
-    for (unsigned d = 0; x && d < MK__TREE_MAX_DEPTH; d++) {
+     * subtree if that holds any, else x, else in the right subtree. A
+     * subtree that should hold a fit and is empty is damage. */
+    for (unsigned d = 0; d < MK__TREE_MAX_DEPTH; d++) {
         mk_off l = left(h, x);
+        if (bad_link(h, l)) return MK__TREE_DAMAGED;
         if (l && smax(h, l) >= span) {
             x = l;
         } else if (mk__bspan(h, x) >= span) {
             return x;
         } else {
             x = right(h, x);
+            if (!x || !mk__link_ok(h, x)) return MK__TREE_DAMAGED;
         }
     }
-    return 0;
+    return MK__TREE_DAMAGED;
 }
 
 mk_off mk__tree_first_fit_from(const mk__hdr *h, mk_off root, uint64_t span, mk_off start) {
@@ -185,12 +213,15 @@ mk_off mk__tree_first_fit_from(const mk__hdr *h, mk_off root, uint64_t span, mk_
      * subtree. So the answer belongs to the deepest such x where x or its
      * right subtree fits. */
     mk_off x = root, cand = 0;
-    for (unsigned d = 0; x && d < MK__TREE_MAX_DEPTH; d++) {
+    for (unsigned d = 0; x; d++) {
+        if (d == MK__TREE_MAX_DEPTH || !mk__link_ok(h, x)) return MK__TREE_DAMAGED;
         if (smax(h, x) < span) break; /* nothing below fits */
         if (x < start) {
             x = right(h, x);
         } else {
-            if (mk__bspan(h, x) >= span || smax(h, right(h, x)) >= span) cand = x;
+            mk_off r = right(h, x);
+            if (bad_link(h, r)) return MK__TREE_DAMAGED;
+            if (mk__bspan(h, x) >= span || smax(h, r) >= span) cand = x;
             x = left(h, x);
         }
     }
@@ -200,25 +231,29 @@ mk_off mk__tree_first_fit_from(const mk__hdr *h, mk_off root, uint64_t span, mk_
 
 mk_off mk__tree_largest(const mk__hdr *h, mk_off root) {
     if (!root) return 0;
+    if (!mk__link_ok(h, root)) return MK__TREE_DAMAGED;
     const uint64_t m = smax(h, root);
     mk_off x = root;
     /* Invariant: x's subtree holds a block of span m; prefer the left. */
-    for (unsigned d = 0; x && d < MK__TREE_MAX_DEPTH; d++) {
+    for (unsigned d = 0; d < MK__TREE_MAX_DEPTH; d++) {
         mk_off l = left(h, x);
+        if (bad_link(h, l)) return MK__TREE_DAMAGED;
         if (l && smax(h, l) == m) {
             x = l;
         } else if (mk__bspan(h, x) == m) {
             return x;
         } else {
             x = right(h, x);
+            if (!x || !mk__link_ok(h, x)) return MK__TREE_DAMAGED;
         }
     }
-    return 0;
+    return MK__TREE_DAMAGED;
 }
 
 mk_off mk__tree_lower_bound(const mk__hdr *h, mk_off root, uint64_t span, mk_off b) {
     mk_off x = root, res = 0;
-    for (unsigned d = 0; x && d < MK__TREE_MAX_DEPTH; d++) {
+    for (unsigned d = 0; x; d++) {
+        if (d == MK__TREE_MAX_DEPTH || !mk__link_ok(h, x)) return MK__TREE_DAMAGED;
         if (key_lt(h, MK__TREE_BY_SIZE, x, span, b)) {
             x = right(h, x);
         } else {

@@ -53,12 +53,24 @@ typedef enum mk__tree_order {
     MK__TREE_BY_SIZE = 1, /* key (span(b), b); uses LINK0 and LINK1 only */
 } mk__tree_order;
 
-/* Insert free block b (header and footer written; not in the tree).
- * *root is a word of region memory (the policy's state). O(log n) expected. */
-void mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b);
+/* Damage found by a search (see MK__BAD_LINK). */
+#define MK__TREE_DAMAGED MK__BAD_LINK
 
-/* Remove block b, which is in the tree. O(log n) expected. */
-void mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b);
+/* Every link is checked with mk__link_ok before it is read or written
+ * through, and every path is bounded by MK__TREE_MAX_DEPTH, so a damaged
+ * or cyclic tree ends an operation with MK_ECORRUPT (insert, remove) or
+ * MK__TREE_DAMAGED (the searches), never a stray access or a hang. */
+
+/* Insert free block b (header and footer written; not in the tree).
+ * *root is a word of region memory (the policy's state). O(log n) expected.
+ * MK_OK or MK_ECORRUPT. */
+int mk__tree_insert(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b);
+
+/* Remove block b, which is in the tree. O(log n) expected. MK_OK, or
+ * MK_ECORRUPT (also when b is not found). */
+int mk__tree_remove(mk__hdr *h, uint64_t *root, mk__tree_order ord, mk_off b);
+
+/* The searches return a block, 0 for none, or MK__TREE_DAMAGED. */
 
 /* By address: the lowest-addressed block with span >= span, or 0. */
 mk_off mk__tree_first_fit(const mk__hdr *h, mk_off root, uint64_t span);

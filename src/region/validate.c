@@ -16,7 +16,7 @@ int mk__vfail(mk__vstate *v, const char *invariant, mk_off off) {
 }
 
 bool mk__valid_free_block(const mk__hdr *h, mk_off b) {
-    if (b < h->data_start || b >= h->data_end || b % MK__GRAIN != 8) return false;
+    if (!mk__link_ok(h, b)) return false;
     uint64_t w = mk__get(h, b);
     if (!mk__tag_ok(h, b, w) || !(w & MK__F_FREE)) return false;
     uint64_t span = mk__span(w);
@@ -39,7 +39,7 @@ static uint64_t block_span(const mk__hdr *h, mk_off b, mk__vstate *v) {
 int mk_region_walk(const mk_region *r, mk_block_visitor visit, void *arg) {
     if (!r || !visit) return MK_EINVAL;
     const mk__hdr *h = mk__hc(r);
-    if (h->policy >= MK_POLICY_COUNT) return MK_ECORRUPT;
+    if (!mk__hdr_ok(h)) return MK_ECORRUPT;
     mk_fault f = {0};
     mk__vstate v = {.fault = &f};
     for (mk_off b = h->data_start; b < h->data_end;) {
@@ -59,9 +59,10 @@ int mk_region_walk(const mk_region *r, mk_block_visitor visit, void *arg) {
 static int check_header(const mk__hdr *h, mk__vstate *v) {
     if (h->magic != MK__MAGIC) return mk__vfail(v, "header magic", 0);
     if (h->policy >= MK_POLICY_COUNT) return mk__vfail(v, "header policy", 0);
-    if (h->data_start % MK__GRAIN != 8 || h->data_end % MK__GRAIN != 8 ||
-        h->data_start >= h->data_end || h->data_end + 8 > h->size)
+    if (!mk__hdr_ok(h) || h->data_start % MK__GRAIN != 8 || h->data_end % MK__GRAIN != 8)
         return mk__vfail(v, "header data bounds", 0);
+    if (!mk__layout_ok(h))
+        return mk__vfail(v, "header layout (state, quick lists, journal, data start)", 0);
     if (h->journal_off) {
         const mk__journal *j = (const mk__journal *)(const void *)mk__word(h, h->journal_off);
         if (j->count || j->op != MK__OP_NONE)

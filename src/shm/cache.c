@@ -171,9 +171,9 @@ static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span
     mk__set(h, &c->bytes, c->bytes - span);
     mk__set(h, &c->blocks, c->blocks - 1);
     mk__set_at(h, b + 16, 0); /* no stale cookie in the heap */
-    int rc = mk__region_free_op(h, b);
+    int rc = mk__region_free_op(h, b); /* on damage, rolled back: b stays listed */
     mk__journal_end(h);
-    if (!next) mark(c, span / 16, false);
+    if (rc == MK_OK && !next) mark(c, span / 16, false);
     return rc;
 }
 
@@ -344,7 +344,8 @@ static int free_table(mk_shm *s, uint32_t i, mk_off t) {
     mk__hdr *h = s->h;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, i, 3);
     int rc = mk__region_free_op(h, t - MK__TAGW);
-    mk__set(h, &mk__shm_m(s)->slots[i].cache, 0);
+    /* On damage the free was rolled back: the slot keeps its table. */
+    if (rc == MK_OK) mk__set(h, &mk__shm_m(s)->slots[i].cache, 0);
     mk__journal_end(h);
     return rc;
 }

@@ -43,6 +43,37 @@ static int checked_ent(const mk_shm *s, mk_off p, mk__shm_ent **e) {
     return MK_OK;
 }
 
+/* A bound on a chain walk that needs no trust in the segment's object
+ * count: at most m->objects steps, and a loop is caught by Brent's test (a
+ * mark that jumps ahead at powers of two), so a cycle ends the walk within
+ * about two laps of it even when the count word is huge. */
+typedef struct chain_guard {
+    uint64_t steps, max, lap, power;
+    mk_off mark;
+} chain_guard;
+
+static chain_guard chain_guard_for(const mk__shm_meta *m) {
+    return (chain_guard){.max = m->objects, .power = 1};
+}
+
+/* A new chain: the loop test starts again (the step count goes on). */
+static void chain_restart(chain_guard *g) {
+    g->mark = 0;
+    g->lap = 0;
+    g->power = 1;
+}
+
+/* Account for one more entry cur; false when the chain is too long or loops. */
+static bool chain_step(chain_guard *g, mk_off cur) {
+    if (++g->steps > g->max || cur == g->mark) return false;
+    if (++g->lap == g->power) {
+        g->mark = cur;
+        g->power <<= 1;
+        g->lap = 0;
+    }
+    return true;
+}
+
 /* Find name; *link is the word that points at it (bucket head or the
  * previous entry's next), *p its payload offset. MK_ENOENT: *link is the
  * bucket head. */
@@ -50,10 +81,10 @@ static int lookup(mk_shm *s, const char *name, size_t len, uint64_t hash, uint64
                   mk_off *p) {
     mk__shm_meta *m = mk__shm_m(s);
     uint64_t *l = &m->buckets[hash % MK__SHM_BUCKETS];
-    uint64_t steps = 0;
+    chain_guard g = chain_guard_for(m);
     for (mk_off cur = *l; cur != 0;) {
         mk__shm_ent *e;
-        if (++steps > m->objects || checked_ent(s, cur, &e) != MK_OK) return MK_ECORRUPT;
+        if (!chain_step(&g, cur) || checked_ent(s, cur, &e) != MK_OK) return MK_ECORRUPT;
         if (e->hash == hash && strncmp(e->name, name, len) == 0 && e->name[len] == 0) {
             *link = l;
             *p = cur;
@@ -182,11 +213,12 @@ int mk_shm_obj_iter(mk_shm *s, mk_shm_obj_visitor visit, void *arg) {
     int rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     const mk__shm_meta *m = mk__shm_m(s);
-    uint64_t steps = 0;
+    chain_guard g = chain_guard_for(m);
     for (uint32_t i = 0; rc == 0 && i < MK__SHM_BUCKETS; i++) {
+        chain_restart(&g);
         for (mk_off cur = m->buckets[i]; rc == 0 && cur != 0;) {
             mk__shm_ent *e;
-            if (++steps > m->objects || checked_ent(s, cur, &e) != MK_OK) {
+            if (!chain_step(&g, cur) || checked_ent(s, cur, &e) != MK_OK) {
                 rc = MK_ECORRUPT;
                 break;
             }
@@ -204,11 +236,12 @@ int mk_shm_obj_iter(mk_shm *s, mk_shm_obj_visitor visit, void *arg) {
  * entry in the bucket of its name's hash, the count right. */
 int mk__shm_dir_check(mk_shm *s, mk_fault *f) {
     const mk__shm_meta *m = mk__shm_m(s);
-    uint64_t steps = 0;
+    chain_guard g = chain_guard_for(m);
     for (uint32_t i = 0; i < MK__SHM_BUCKETS; i++) {
+        chain_restart(&g);
         for (mk_off cur = m->buckets[i]; cur != 0;) {
             mk__shm_ent *e;
-            if (++steps > m->objects)
+            if (!chain_step(&g, cur))
                 return mk__shm_fault(f, "directory: more entries than counted (or a cycle)", cur);
             if (checked_ent(s, cur, &e) != MK_OK)
                 return mk__shm_fault(f, "directory: link to a block that is not an object", cur);
@@ -219,7 +252,7 @@ int mk__shm_dir_check(mk_shm *s, mk_fault *f) {
             cur = e->next;
         }
     }
-    if (steps != m->objects)
+    if (g.steps != m->objects)
         return mk__shm_fault(f, "directory: object count differs from the chains", s->meta);
     return MK_OK;
 }

@@ -20,7 +20,10 @@
 
 int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
     if (align < MK__GRAIN) align = MK__GRAIN;
-    /* MK_ENOMEM, not MK_ETOOBIG: the caller may grow the segment and retry. */
+    /* MK_ENOMEM, not MK_ETOOBIG: the caller may grow the segment and retry;
+     * but only when the numbers compared are sound, or a damaged header
+     * would send it to grow. */
+    if (!mk__hdr_ok(h)) return MK_ECORRUPT;
     if (size > h->data_end - h->data_start) return MK_ENOMEM;
     return mk__region_alloc_op(h, size, align, b);
 }
@@ -178,9 +181,10 @@ static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64
         uint64_t old_span = blk->span, new_span = mk__bspan(h, *nb);
         uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW - tail;
         memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, blk->b + MK__TAGW), (size_t)keep);
-        if (mk__neighbours_ok(h, blk->b) != MK_OK) return MK_ECORRUPT;
-        ops->release(h, blk->b);
+        rc = mk__neighbours_ok(h, blk->b);
+        if (rc == MK_OK) rc = ops->release(h, blk->b);
     }
+    if (rc == MK_ECORRUPT) mk__journal_undo(h); /* leave damage as it was found */
     if (rc != MK_OK) return rc;
     if (trailer) mk__shm_tag_block(h, *nb, trailer); /* resize rewrote the header: re-tag */
     mk__count_op(h, mk__bspan(h, *nb), blk->span, 0, &h->c.n_realloc);

@@ -20,6 +20,18 @@
  *     keep what was written to it, and the region must still validate after
  *     every step. A region that validates and then breaks under legal calls
  *     is a bug (of the operation or of validate): the target aborts.
+ *   - hostile writes: a walk step whose op byte has bit 7 set instead
+ *     scribbles on the region, as a buggy or hostile process sharing it
+ *     would: it writes a word (a small offset, a near-copy of a word of
+ *     the region, or raw script bytes) at an 8-aligned offset anywhere in
+ *     the region but its size field (the range's length, which the layer
+ *     that maps it vouches for; see docs/REGION.md), and with bit 6 also
+ *     runs mk_region_recover() on the result. From then on the region is
+ *     untrusted: every call must still return a documented code and stay
+ *     inside the buffer (ASan checks every access), and what it hands out
+ *     must lie inside the region, but nothing else is asserted (blocks may
+ *     be lost or overwritten, validate may fail). This is the promise of
+ *     docs/REGION.md, "Untrusted memory".
  *
  * Build and run (see scripts/run-fuzzers, `make fuzz`):
  *   cmake -S . -B build-fuzz -DMK_BUILD_FUZZ=ON -DMK_BUILD_TESTS=OFF \
@@ -39,6 +51,7 @@
 #include <string.h>
 
 #include "memkit/region.h"
+#include "region/region_int.h"
 
 #define IMAGE       (64u * 1024u)
 #define SCRIPT_TAIL 64u
@@ -77,12 +90,45 @@ static bool intact(const mk_region *r, const blk *b) {
     return true;
 }
 
-/* The usable range of a live block lies inside the region's data. */
-static void in_bounds(const mk_region *r, mk_off off) {
+/* The usable range of a live block lies inside the region's data. On an
+ * untrusted region the block may already be refused again. */
+static void in_bounds(const mk_region *r, mk_off off, bool trusted) {
     size_t u = 0;
-    BUG(mk_region_usable_size(r, off, &u) == MK_OK);
-    BUG(off >= 16 && off % 16 == 0);
+    int rc = mk_region_usable_size(r, off, &u);
+    BUG(off >= 16 && off % 16 == 0 && off < IMAGE);
+    if (!trusted && rc != MK_OK) return;
+    BUG(rc == MK_OK);
     BUG(off + u <= mk_region_size(r) && mk_region_size(r) <= IMAGE);
+}
+
+/* A hostile write: one word somewhere in the region, never its size. */
+static void scribble(mk_region *r, script *s, unsigned op) {
+    uint64_t size = mk_region_size(r);
+    mk_off at = ((mk_off)next16(s) | (mk_off)(next8(s) & 1) << 16) % size & ~(mk_off)7;
+    if (at == offsetof(mk__hdr, size)) return;
+    uint64_t *w = (uint64_t *)(void *)((unsigned char *)r + at);
+    uint64_t v;
+    switch (next8(s) % 4) {
+    case 0: /* an offset somewhere in (or just past) the region */
+        v = (next16(s) | (uint64_t)(next8(s) & 1) << 16) % (size + 64);
+        break;
+    case 1: /* a near-copy: one bit flipped (spans, flags, links) */
+        v = *w ^ UINT64_C(1) << (next8(s) % 64);
+        break;
+    case 2: /* a copy of another word (a stale link, a foreign header) */
+        v = *(const uint64_t *)(const void *)((const unsigned char *)r +
+                                              (((mk_off)next16(s) % size) & ~(mk_off)7));
+        break;
+    default: /* raw bytes */
+        v = (uint64_t)next16(s) | (uint64_t)next16(s) << 16 | (uint64_t)next16(s) << 32 |
+            (uint64_t)next16(s) << 48;
+        break;
+    }
+    *w = v;
+    if (op & 0x40) {
+        int rc = mk_region_recover(r, NULL);
+        BUG(rc == MK_OK || rc == MK_ENOTSUP || rc == MK_ENOTRECOVERABLE);
+    }
 }
 
 static int count_visit(const mk_block_info *bi, void *arg) {
@@ -104,6 +150,7 @@ static void run_script(mk_region *r, script *s) {
     blk live[MAX_LIVE];
     size_t n = 0;
     uint8_t seed = 1;
+    bool trusted = true; /* no hostile write yet */
     for (int step = 0; step < 48 && s->p < s->end; step++) {
         unsigned op = next8(s);
         int rc;
@@ -114,9 +161,12 @@ static void run_script(mk_region *r, script *s) {
             size_t align = (op & 16) ? (size_t)1 << (next8(s) % 14) : 0;
             mk_off off = 0;
             rc = mk_region_alloc(r, sz, align, &off);
-            BUG(rc == MK_OK || rc == MK_ENOMEM || rc == MK_ETOOBIG || rc == MK_EALIGN);
+            BUG(is_code(rc));
+            if (trusted) BUG(rc == MK_OK || rc == MK_ENOMEM || rc == MK_ETOOBIG || rc == MK_EALIGN);
             if (rc == MK_OK) {
-                in_bounds(r, off);
+                /* Whatever the damage, a block handed out lies in the region. */
+                BUG(off + sz <= mk_region_size(r));
+                in_bounds(r, off, trusted);
                 if (align > 16) BUG(((uintptr_t)mk_region_ptr(r, off) & (align - 1)) == 0);
                 if (n < MAX_LIVE) {
                     live[n] = (blk){off, sz, seed++};
@@ -129,8 +179,9 @@ static void run_script(mk_region *r, script *s) {
         case 2: /* free a live block */
             if (n) {
                 size_t i = next8(s) % n;
-                BUG(intact(r, &live[i]));
-                BUG(mk_region_free(r, live[i].off) == MK_OK);
+                if (trusted) BUG(intact(r, &live[i]));
+                rc = mk_region_free(r, live[i].off);
+                BUG(trusted ? rc == MK_OK : is_code(rc));
                 live[i] = live[--n];
                 break;
             }
@@ -151,11 +202,18 @@ static void run_script(mk_region *r, script *s) {
                 size_t i = next8(s) % n;
                 size_t sz = next16(s) % 6000;
                 mk_off out = 0;
+                if (!trusted) {
+                    rc = mk_region_realloc(r, live[i].off, sz, &out);
+                    BUG(is_code(rc));
+                    if (rc == MK_OK) in_bounds(r, out, false);
+                    if (rc == MK_OK) live[i].off = out;
+                    break;
+                }
                 BUG(intact(r, &live[i]));
                 rc = mk_region_realloc(r, live[i].off, sz, &out);
                 BUG(rc == MK_OK || rc == MK_ENOMEM || rc == MK_ETOOBIG);
                 if (rc == MK_OK) {
-                    in_bounds(r, out);
+                    in_bounds(r, out, true);
                     size_t keep = sz < live[i].size ? sz : live[i].size;
                     live[i].off = out;
                     live[i].size = keep;
@@ -176,30 +234,47 @@ static void run_script(mk_region *r, script *s) {
             if (rc == MK_OK) BUG(off + u <= mk_region_size(r));
             break;
         }
-        case 6: { /* walk, whole and stopped */
+        case 6: { /* walk, whole and stopped; or a hostile write */
+            if (op & 0x80) {
+                scribble(r, s, op);
+                trusted = false;
+                break;
+            }
             uint64_t cnt = 0;
-            BUG(mk_region_walk(r, count_visit, &cnt) == 0);
-            BUG(cnt >= n);
-            BUG(mk_region_walk(r, stop_visit, NULL) == 7);
+            rc = mk_region_walk(r, count_visit, &cnt);
+            BUG(trusted ? rc == 0 : rc == 0 || rc == MK_ECORRUPT);
+            if (trusted) BUG(cnt >= n);
+            rc = mk_region_walk(r, stop_visit, NULL);
+            BUG(trusted ? rc == 7 : rc == 7 || rc == MK_ECORRUPT);
             break;
         }
         default: { /* statistics */
             mk_stats st;
-            BUG(mk_region_stats(r, &st) == MK_OK);
-            BUG(st.blocks_used >= n && st.bytes_used + st.bytes_free <= st.capacity);
-            BUG(st.largest_free <= st.bytes_free);
+            rc = mk_region_stats(r, &st);
+            BUG(trusted ? rc == MK_OK : rc == MK_OK || rc == MK_ECORRUPT);
+            if (trusted) {
+                BUG(st.blocks_used >= n && st.bytes_used + st.bytes_free <= st.capacity);
+                BUG(st.largest_free <= st.bytes_free);
+            }
             if (op & 8) mk_region_stats_reset(r);
             break;
         }
         }
         mk_fault f;
-        BUG(mk_region_validate(r, &f) == MK_OK);
+        rc = mk_region_validate(r, &f);
+        BUG(trusted ? rc == MK_OK : is_code(rc) && f.code == rc);
+        if (rc != MK_OK) BUG(f.invariant != NULL);
     }
     for (size_t i = 0; i < n; i++) {
+        if (!trusted) {
+            BUG(is_code(mk_region_free(r, live[i].off)));
+            continue;
+        }
         BUG(intact(r, &live[i]));
         BUG(mk_region_free(r, live[i].off) == MK_OK);
     }
-    BUG(mk_region_validate(r, NULL) == MK_OK);
+    int rc = mk_region_validate(r, NULL);
+    BUG(trusted ? rc == MK_OK : is_code(rc));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

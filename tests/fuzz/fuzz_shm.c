@@ -14,8 +14,7 @@
  *                 it), so open repairs the heap from the journal first
  *          bit 2: open as an observer (MK_SHM_OBSERVE)
  *          bit 3: run the script even if the segment does not validate
- *                 (only when the environment has MK_FUZZ_SHM_HOSTILE=1; see
- *                 below)
+ *                 (hostile mode, the default; see below)
  *          bit 4: the image is sparse (below)
  *          bit 5: also dump the segment (to /dev/null)
  *
@@ -50,14 +49,19 @@
  *     under legal calls is a bug (of the operation or of validate), and the
  *     target aborts.
  *
- * Hostile mode. shm.h promises that every offset read from a segment is
- * checked before it is followed, whether or not the segment validates. With
- * MK_FUZZ_SHM_HOSTILE=1 in the environment, inputs with ctl bit 3 run the
- * script on segments that fail validation too (only "a documented code,
- * nothing outside the mapping" is checked then). It is off in `make fuzz`
- * while the engine's free-structure searches still follow unchecked links
- * (e.g. the best-fit treap, src/region/tree.c); turn it on for such work:
- *   MK_FUZZ_SHM_HOSTILE=1 scripts/run-fuzzers build-fuzz 600
+ * Hostile mode (the default; MK_FUZZ_SHM_HOSTILE=0 in the environment
+ * turns it off). shm.h promises that every offset read from a segment is
+ * checked before it is followed, whether or not the segment validates, and
+ * whoever else writes to it (docs/REGION.md, "Untrusted memory"). So:
+ *   - inputs with ctl bit 3 run the script on segments that fail
+ *     validation too;
+ *   - a script step "ptr/offset" whose op byte has bit 7 set instead
+ *     scribbles on the segment between two operations, as a buggy or
+ *     hostile process mapping it would: one word at an 8-aligned offset
+ *     anywhere but the lock bytes (a small offset, a flipped bit, a copy of
+ *     another word, or raw bytes).
+ * On such a segment only "a documented code, nothing outside the mapping,
+ * no hang" is checked (ASan and the -timeout see to the last two).
  *
  * Build and run (see scripts/run-fuzzers, `make fuzz`):
  *   cmake -S . -B build-fuzz -DMK_BUILD_FUZZ=ON -DMK_BUILD_TESTS=OFF \
@@ -107,7 +111,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 static char g_path[128];
 static unsigned char *g_file; /* the file's bytes, built per input */
 static FILE *g_null;
-static bool g_hostile; /* MK_FUZZ_SHM_HOSTILE=1: honour ctl bit 3 */
+static bool g_hostile; /* unless MK_FUZZ_SHM_HOSTILE=0: ctl bit 3, scribbles */
 static _Alignas(64) unsigned char g_lock_fresh[MK__OS_MUTEX_BYTES];
 static _Alignas(64) unsigned char g_lock_dead[MK__OS_MUTEX_BYTES];
 
@@ -132,7 +136,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     g_file = malloc(MAX_FILE);
     g_null = fopen("/dev/null", "w");
     const char *hostile = getenv("MK_FUZZ_SHM_HOSTILE");
-    g_hostile = hostile && strcmp(hostile, "1") == 0;
+    g_hostile = !(hostile && strcmp(hostile, "0") == 0);
     BUG(g_file && g_null);
     atexit(cleanup);
     /* The two lock images: fresh, and left locked by a thread that died. */
@@ -199,14 +203,56 @@ typedef struct state {
 
 static uint64_t seg_size(mk_shm *s) { return mk_region_size(mk_shm_region(s)); }
 
-/* [off, off + len) lies inside the mapping (mk_shm_ptr maps what grew). */
+/* The bytes this process has mapped. */
+static uint64_t mapped(const state *st) {
+    return atomic_load_explicit(&st->s->mapped, memory_order_acquire);
+}
+
+/* [off, off + len) lies inside the mapping (mk_shm_ptr maps what grew). On
+ * an untrusted segment the header's size may be a scribble: then the
+ * mapping is the bound. */
 static void inside(state *st, mk_off off, uint64_t len) {
     BUG(off >= 16 && off % 16 == 0);
     unsigned char *p = mk_shm_ptr(st->s, off);
     BUG(p != NULL);
     st->size = seg_size(st->s);
-    BUG(off + len <= st->size);
+    uint64_t bound = st->trusted ? st->size : mapped(st);
+    if (off + len > bound)
+        fprintf(stderr, "fuzz_shm: block [%llu, +%llu) past %llu (size %llu)\n",
+                (unsigned long long)off, (unsigned long long)len, (unsigned long long)bound,
+                (unsigned long long)st->size);
+    BUG(off + len <= bound);
     BUG(mk_shm_offset(st->s, p) == off);
+}
+
+/* A hostile write between two operations: one word, anywhere but the lock
+ * (a mutex's bytes are not data anyone can check; a scribbled one may
+ * block forever by design). */
+static void scribble(state *st, script *sc) {
+    unsigned char *base = (unsigned char *)mk_shm_region(st->s);
+    uint64_t size = mapped(st);
+    if (size < 64) return;
+    mk_off at = (mk_off)(next24(sc) % size) & ~(mk_off)7;
+    if (at + 8 > offsetof(mk__hdr, lock) && at < offsetof(mk__hdr, lock) + sizeof(mk__hdr){0}.lock)
+        return;
+    uint64_t *w = (uint64_t *)(void *)(base + at);
+    uint64_t v;
+    switch (next8(sc) % 4) {
+    case 0: /* an offset somewhere in (or just past) the segment */
+        v = next24(sc) % (size + 64);
+        break;
+    case 1: /* a near-copy: one bit flipped (spans, flags, links, counts) */
+        v = *w ^ UINT64_C(1) << (next8(sc) % 64);
+        break;
+    case 2: /* a copy of another word (a stale link, a foreign header) */
+        v = *(const uint64_t *)(const void *)(base + ((next24(sc) % size) & ~(uint64_t)7));
+        break;
+    default: /* raw bytes */
+        v = next24(sc) | next24(sc) << 24 | (uint64_t)next16(sc) << 48;
+        break;
+    }
+    *w = v;
+    st->trusted = false;
 }
 
 static void stamp(state *st, mk_off off, size_t n, uint8_t seed) {
@@ -357,6 +403,15 @@ static void step_realloc(state *st, script *sc) {
     size_t sz = next16(sc) % 9000;
     blk *b = &st->live[i];
     mk_off out = 0;
+    if (!st->trusted) { /* the block may be damaged or gone: any code */
+        int rc = mk_shm_realloc(st->s, b->off, sz, &out);
+        BUG(is_code(rc));
+        if (rc == MK_OK) {
+            inside(st, out, sz);
+            b->off = out;
+        }
+        return;
+    }
     int rc = mk_shm_realloc(st->s, b->off, sz, &out);
     BUG(rc == MK_OK || rc == MK_ENOMEM || rc == MK_ETOOBIG);
     if (rc != MK_OK) {
@@ -373,6 +428,11 @@ static void step_realloc(state *st, script *sc) {
 static void step_free(state *st, script *sc) {
     if (!st->n) return;
     size_t i = next8(sc) % st->n;
+    if (!st->trusted) { /* the block may be damaged or gone: any code */
+        BUG(is_code(mk_shm_free(st->s, st->live[i].off)));
+        st->live[i] = st->live[--st->n];
+        return;
+    }
     BUG(intact(st, st->live[i].off, st->live[i].size, st->live[i].seed));
     BUG(mk_shm_free(st->s, st->live[i].off) == MK_OK);
     /* a second free is refused */
@@ -458,13 +518,13 @@ static void run_script(state *st, script *sc) {
             step_alloc(st, sc, op);
             break;
         case 3:
-            if (st->trusted) step_free(st, sc);
+            step_free(st, sc);
             break;
         case 4:
             step_arbitrary(st, sc, op);
             break;
         case 5:
-            if (st->trusted) step_realloc(st, sc);
+            step_realloc(st, sc);
             break;
         case 6:
         case 7:
@@ -481,7 +541,11 @@ static void run_script(state *st, script *sc) {
         case 10:
             inspect(st, (op & 0xF0) == 0xF0);
             break;
-        default: { /* ptr/offset of anything */
+        default: { /* ptr/offset of anything; or a hostile write */
+            if ((op & 0x80) && g_hostile) {
+                scribble(st, sc);
+                break;
+            }
             mk_off off = (mk_off)next24(sc);
             unsigned char *p = mk_shm_ptr(st->s, off);
             if (p) BUG(mk_shm_offset(st->s, p) == off);

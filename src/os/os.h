@@ -229,4 +229,55 @@ void mk__os_random(void *buf, size_t len);
 /* Yield the processor (sched_yield / SwitchToThread). */
 void mk__os_yield(void);
 
+/* ---- process heap support (src/heap) --------------------------------------
+ * None of these calls malloc, so the process heap may use them while it is
+ * itself the process's malloc (LD_PRELOAD). */
+
+/* Fresh zeroed read-write memory of size bytes whose address is a multiple
+ * of align (a power of two; at most the page size means no constraint).
+ * Over-maps by align and trims the excess (mmap + munmap / VirtualAlloc
+ * retried at an aligned address). The result is released with
+ * mk__os_release, which may also release an aligned sub-range of it on
+ * POSIX. MK_EINVAL, MK_ENOMEM, MK_EOS. */
+int mk__os_alloc_aligned(size_t size, size_t align, void **out);
+
+/* Resize a mapping made by mk__os_alloc/_aligned in place, never moving it
+ * (mremap without MREMAP_MAYMOVE; shrinking gives the tail back). MK_ENOMEM
+ * when the address space after it is taken, MK_ENOTSUP where the OS cannot
+ * (Win32). */
+int mk__os_resize_inplace(void *addr, size_t old_size, size_t new_size);
+
+/* Move the program break by increment bytes (sbrk); *old_break receives the
+ * break before the call. increment 0 reads the break. MK_ENOMEM, and
+ * MK_ENOTSUP on Win32 (no break there). */
+int mk__os_sbrk(intptr_t increment, void **old_break);
+
+/* Register fork handlers (pthread_atfork): prepare runs in the parent
+ * before fork, parent and child after it in each. Any may be NULL. On
+ * Win32 there is no fork: MK_OK, nothing registered. MK_ENOMEM. */
+int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+
+/* Call fn(arg) when a thread that armed the callback exits (a pthread key
+ * destructor / an FLS callback). init registers fn once per process (its
+ * key must not need malloc: it is created early); arm sets the calling
+ * thread's arg (NULL disarms). A thread that re-arms from inside fn is
+ * called again, a bounded number of times (PTHREAD_DESTRUCTOR_ITERATIONS).
+ * The main thread's exit() does not call fn. MK_EOS. */
+int mk__os_thread_exit_init(void (*fn)(void *arg));
+int mk__os_thread_exit_arm(void *arg);
+
+/* Copy the value of environment variable name into buf (cap bytes,
+ * NUL-terminated, truncated if longer). Works before the C library has set
+ * up environ (reads /proc/self/environ then). Returns true if the variable
+ * is set. */
+bool mk__os_getenv(const char *name, char *buf, size_t cap);
+
+/* Write len bytes to standard error, unbuffered, without malloc (write(2) /
+ * WriteFile). Errors are ignored: this is for last-words diagnostics. */
+void mk__os_write_stderr(const char *msg, size_t len);
+
+/* Page faults taken by the calling process so far (getrusage minor+major;
+ * the page-fault count of GetProcessMemoryInfo). 0 where unknown. */
+uint64_t mk__os_page_faults(void);
+
 #endif

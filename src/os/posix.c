@@ -36,9 +36,11 @@
 #include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -584,3 +586,131 @@ void mk__os_random(void *buf, size_t len) {
 }
 
 void mk__os_yield(void) { (void)sched_yield(); }
+
+/* ---- process heap support --------------------------------------------------- */
+
+int mk__os_alloc_aligned(size_t size, size_t align, void **out) {
+    if (size == 0 || out == NULL || (align & (align - 1)) != 0) return MK_EINVAL;
+    size_t page = mk__os_page_size();
+    if (align <= page) return mk__os_alloc(size, out);
+    if (size > SIZE_MAX - align) return MK_ENOMEM;
+    /* Often the kernel's next address is already aligned: one call. */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return mk_errno();
+    if ((uintptr_t)p % align == 0) {
+        *out = p;
+        return MK_OK;
+    }
+    munmap(p, size);
+    /* Over-map by align and cut both ends off: at most three calls. */
+    size_t total = size + align;
+    char *raw = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return mk_errno();
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw, tail = total - head - size;
+    if (head) munmap(raw, head);
+    if (tail) munmap((char *)start + size, tail);
+    *out = (void *)start;
+    return MK_OK;
+}
+
+int mk__os_resize_inplace(void *addr, size_t old_size, size_t new_size) {
+    if (addr == NULL || old_size == 0 || new_size == 0) return MK_EINVAL;
+    if (mremap(addr, old_size, new_size, 0) == MAP_FAILED) {
+        int e = errno;
+        mk__os_fail(e);
+        return MK_ENOMEM;
+    }
+    return MK_OK;
+}
+
+int mk__os_sbrk(intptr_t increment, void **old_break) {
+    if (old_break == NULL) return MK_EINVAL;
+    void *p = sbrk(increment);
+    if (p == (void *)-1) {
+        mk__os_fail(errno);
+        return MK_ENOMEM;
+    }
+    *old_break = p;
+    return MK_OK;
+}
+
+int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    int e = pthread_atfork(prepare, parent, child);
+    if (e != 0) {
+        mk__os_fail(e);
+        return MK_ENOMEM;
+    }
+    return MK_OK;
+}
+
+static pthread_key_t mk_exit_key;
+
+int mk__os_thread_exit_init(void (*fn)(void *arg)) {
+    int e = pthread_key_create(&mk_exit_key, fn);
+    return e == 0 ? MK_OK : mk__os_fail(e);
+}
+
+int mk__os_thread_exit_arm(void *arg) {
+    int e = pthread_setspecific(mk_exit_key, arg);
+    return e == 0 ? MK_OK : mk__os_fail(e);
+}
+
+/* Search "name=value\0name=value\0..." (the /proc/self/environ format). */
+static bool mk_env_find(const char *env, size_t len, const char *name, char *buf, size_t cap) {
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < len;) {
+        const char *e = env + i;
+        size_t elen = strnlen(e, len - i);
+        if (elen > nlen && memcmp(e, name, nlen) == 0 && e[nlen] == '=') {
+            size_t v = elen - nlen - 1;
+            if (cap == 0) return true;
+            if (v >= cap) v = cap - 1;
+            memcpy(buf, e + nlen + 1, v);
+            buf[v] = '\0';
+            return true;
+        }
+        i += elen + 1;
+    }
+    return false;
+}
+
+bool mk__os_getenv(const char *name, char *buf, size_t cap) {
+    extern char **environ;
+    if (name == NULL) return false;
+    if (environ != NULL) {
+        const char *v = getenv(name);
+        if (v == NULL) return false;
+        if (cap) {
+            size_t n = strnlen(v, cap - 1);
+            memcpy(buf, v, n);
+            buf[n] = '\0';
+        }
+        return true;
+    }
+    /* Before libc's own initialisation (a preloaded malloc's first calls). */
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char env[16384];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof env && (n = read(fd, env + len, sizeof env - len)) > 0) len += (size_t)n;
+    close(fd);
+    return mk_env_find(env, len, name, buf, cap);
+}
+
+void mk__os_write_stderr(const char *msg, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(2, msg, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        msg += n;
+        len -= (size_t)n;
+    }
+}
+
+uint64_t mk__os_page_faults(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}

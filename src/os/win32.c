@@ -942,3 +942,81 @@ void mk__os_random(void *buf, size_t len) {
 }
 
 void mk__os_yield(void) { (void)SwitchToThread(); }
+
+/* ---- process heap support --------------------------------------------------- */
+
+int mk__os_alloc_aligned(size_t size, size_t align, void **out) {
+    if (size == 0 || out == NULL || (align & (align - 1)) != 0) return MK_EINVAL;
+    if (align <= 65536) return mk__os_alloc(size, out); /* allocation granularity */
+    if (size > SIZE_MAX - align) return MK_ENOMEM;
+    /* No partial release on Win32: find an aligned hole by reserving the
+     * padded size, freeing it and allocating at the aligned address inside
+     * it; another thread may take the hole meanwhile, so retry. */
+    for (int tries = 0; tries < 16; tries++) {
+        char *raw = VirtualAlloc(NULL, size + align, MEM_RESERVE, PAGE_NOACCESS);
+        if (raw == NULL) return mk_last();
+        uintptr_t a = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+        VirtualFree(raw, 0, MEM_RELEASE);
+        void *p = VirtualAlloc((void *)a, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+        if (p != NULL) {
+            *out = p;
+            return MK_OK;
+        }
+    }
+    return MK_ENOMEM;
+}
+
+int mk__os_resize_inplace(void *addr, size_t old_size, size_t new_size) {
+    (void)addr, (void)old_size, (void)new_size;
+    return MK_ENOTSUP; /* no VirtualAlloc equivalent of mremap */
+}
+
+int mk__os_sbrk(intptr_t increment, void **old_break) {
+    (void)increment, (void)old_break;
+    return MK_ENOTSUP; /* Win32 has no program break */
+}
+
+int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    (void)prepare, (void)parent, (void)child;
+    return MK_OK; /* no fork on Win32 */
+}
+
+static DWORD mk_fls = FLS_OUT_OF_INDEXES;
+static void (*mk_exit_fn)(void *);
+
+/* FLS callbacks run at thread exit with the slot's value (and at
+ * FlsFree, which memkit never calls). */
+static void WINAPI mk_fls_callback(void *value) {
+    if (value != NULL && mk_exit_fn != NULL) mk_exit_fn(value);
+}
+
+int mk__os_thread_exit_init(void (*fn)(void *arg)) {
+    mk_exit_fn = fn;
+    mk_fls = FlsAlloc(mk_fls_callback);
+    return mk_fls == FLS_OUT_OF_INDEXES ? mk_last() : MK_OK;
+}
+
+int mk__os_thread_exit_arm(void *arg) {
+    if (mk_fls == FLS_OUT_OF_INDEXES) return MK_EINVAL;
+    return FlsSetValue(mk_fls, arg) ? MK_OK : mk_last();
+}
+
+bool mk__os_getenv(const char *name, char *buf, size_t cap) {
+    if (name == NULL) return false;
+    DWORD n = GetEnvironmentVariableA(name, buf, (DWORD)cap);
+    if (n == 0 && GetLastError() == ERROR_ENVVAR_NOT_FOUND) return false;
+    if (cap && (n == 0 || n >= cap)) buf[0] = '\0'; /* empty, or too long: cut to empty */
+    return true;
+}
+
+void mk__os_write_stderr(const char *msg, size_t len) {
+    HANDLE h = GetStdHandle(STD_ERROR_HANDLE);
+    DWORD w;
+    while (len > 0 && h != NULL && h != INVALID_HANDLE_VALUE) {
+        if (!WriteFile(h, msg, (DWORD)(len > 65536 ? 65536 : len), &w, NULL) || w == 0) return;
+        msg += w;
+        len -= w;
+    }
+}
+
+uint64_t mk__os_page_faults(void) { return 0; /* GetProcessMemoryInfo needs psapi */ }

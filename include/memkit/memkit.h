@@ -8,6 +8,7 @@
  * - stack.h   a stack (linear) allocator with markers
  * - slab.h    fixed-size objects in slabs
  * - shm.h     a heap in a named shared-memory segment, for many processes
+ * - ipc.h     lock-free queues, ring, object pool, array, atomics (shared or private)
  */
 #ifndef MEMKIT_H
 #define MEMKIT_H
@@ -18,6 +19,8 @@
 #define MK_VERSION_STRING "0.1.0"
 
 #include "memkit/error.h"
+#include "memkit/ipc.h"
+#include "memkit/heap.h"
 #include "memkit/pool.h"
 #include "memkit/region.h"
 #include "memkit/shm.h"

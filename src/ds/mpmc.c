@@ -144,7 +144,12 @@ int mk_mpmc_try_push(mk_mpmc *q, const void *elem) {
         } else if (dif < 0) {
             return MK_EFULL;
         } else {
-            pos = atomic_load_explicit(&q->sh->enq, memory_order_relaxed);
+            /* A peer claimed pos (and its CAS happens-before the seq we
+             * read): enq has moved on. If it has not, the cell is ahead of
+             * the counter: damage, which would make this loop forever. */
+            uint64_t now = atomic_load_explicit(&q->sh->enq, memory_order_relaxed);
+            if (now == pos) return MK_EFULL;
+            pos = now;
         }
     }
     MK__DS_CRASH_POINT(MK__DS_CP_MPMC_PUSH_CLAIMED);
@@ -172,7 +177,10 @@ static int claim_filled(mk_mpmc *q, cell **out, uint64_t *out_pos) {
         } else if (dif < 0) {
             return MK_EEMPTY;
         } else {
-            pos = atomic_load_explicit(&q->sh->deq, memory_order_relaxed);
+            /* As in push: a cell ahead of an unmoved counter is damage. */
+            uint64_t now = atomic_load_explicit(&q->sh->deq, memory_order_relaxed);
+            if (now == pos) return MK_EEMPTY;
+            pos = now;
         }
     }
 }

@@ -159,7 +159,9 @@ static int pop_one(spsc_view *v, void *out) {
 static bool not_empty(const void *arg) {
     const spsc_view *v = arg;
     uint64_t h = atomic_load_explicit(&v->sh->prod.head, memory_order_seq_cst);
-    return h != atomic_load_explicit(&v->sh->cons.tail, memory_order_seq_cst);
+    /* 1..cap elements, as cons_avail counts them: more is damage that pop
+     * refuses, and taking it for "ready" would make the waits spin. */
+    return h - atomic_load_explicit(&v->sh->cons.tail, memory_order_seq_cst) - 1 < v->cap;
 }
 
 static bool not_full(const void *arg) {

@@ -8,7 +8,7 @@ SEED    ?= 12345
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build run run-pools check check-release check-debug check-asan check-tsan fuzz \
-        bench bench-deps bench-policies bench-shm bench-malloc format format-check clean
+        bench bench-deps bench-policies bench-shm bench-ipc bench-malloc format format-check clean
 
 all: build
 
@@ -57,7 +57,7 @@ fuzz:
 
 # Every benchmark, peers in the same run (docs/BENCHMARKS.md). Long: about
 # half an hour on 2 cores. One at a time: make bench-policies, bench-shm, ...
-bench: bench-policies bench-shm bench-malloc
+bench: bench-policies bench-shm bench-ipc bench-malloc
 
 bench-deps:
 	@scripts/install-deps --bench
@@ -67,6 +67,9 @@ bench-policies: build
 
 bench-shm: build
 	./build/bin/bench-shm --seed $(SEED)
+
+bench-ipc: build
+	./build/bin/bench-ipc --runs 5
 
 bench-malloc: bench-deps build
 	./build/bin/bench-malloc

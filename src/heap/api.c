@@ -286,7 +286,7 @@ static void stats_of_heap(mk_heap *h, mk_heap_stats *out) {
     mk__spin_lock(&h->large_lock);
     for (mk__large *L = h->large; L; L = L->next) {
         live += L->map_size - L->user_off;
-        out->mapped += L->map_size;
+        out->mapped += L->res_size;
         out->n_large++;
     }
     mk__spin_unlock(&h->large_lock);

@@ -15,10 +15,11 @@
  * scanning full spans (mimalloc's delayed-free idea, at span granularity).
  *
  * Free spans leave their pages "dirty" (resident) in the segment; a later
- * span takes dirty pages first, so churn costs no page faults. Dirty pages
- * are purged (madvise) when they have been dirty longer than purge_delay,
- * or at once when a heap holds more than purge_threshold of them; wholly
- * free segments are then unmapped.
+ * span takes dirty pages first (of any segment), so churn costs no page
+ * faults. Dirty pages are purged (madvise) when they have been dirty longer
+ * than purge_delay, or at once when a heap holds more than its allowance
+ * (purge_threshold, or half its span pages when more); wholly free segments
+ * are then unmapped.
  */
 #include "heap/heap_int.h"
 
@@ -208,10 +209,10 @@ static uint64_t runs_of(uint64_t mask, size_t n) {
     return r;
 }
 
-/* A run of n free pages, resident ones first (no page faults). */
-static bool find_run(const mk__segment *seg, size_t n, unsigned *first) {
-    uint64_t r = runs_of(seg->free_mask & seg->dirty_mask, n);
-    if (!r) r = runs_of(seg->free_mask, n);
+/* A run of n free pages in seg: of resident (dirty) pages only when
+ * dirty_only, else any free pages. */
+static bool find_run(const mk__segment *seg, size_t n, bool dirty_only, unsigned *first) {
+    uint64_t r = runs_of(dirty_only ? seg->free_mask & seg->dirty_mask : seg->free_mask, n);
     if (!r) return false;
     *first = lowest_bit(r);
     return true;
@@ -222,9 +223,15 @@ static bool find_run(const mk__segment *seg, size_t n, unsigned *first) {
 static mk__span *span_new(mk_heap *h, unsigned cls) {
     size_t bs = mk__class_size(cls), n = span_pages(bs);
     unsigned first = 0;
-    mk__segment *seg;
-    for (seg = h->segs; seg; seg = seg->next)
-        if (find_run(seg, n, &first)) break;
+    mk__segment *seg = NULL;
+    /* Resident free pages of any segment first (no page faults, no growth
+     * of the resident set), then never-touched or purged ones. */
+    if (h->dirty_bytes >= n * MK__PAGE_SIZE)
+        for (seg = h->segs; seg; seg = seg->next)
+            if (seg->dirty_mask && find_run(seg, n, true, &first)) break;
+    if (seg == NULL)
+        for (seg = h->segs; seg; seg = seg->next)
+            if (seg->free_mask && find_run(seg, n, false, &first)) break;
     if (seg == NULL) {
         seg = segment_new(h);
         if (seg == NULL) return NULL;
@@ -235,6 +242,7 @@ static mk__span *span_new(mk_heap *h, unsigned cls) {
     seg->free_mask &= ~run;
     seg->dirty_mask &= ~run;
     for (size_t i = 0; i < n; i++) seg->page_span[first + i] = (uint8_t)first;
+    h->span_bytes += n * MK__PAGE_SIZE;
     mk__span *s = &seg->spans[first];
     s->free = NULL;
     s->used = 0;
@@ -268,6 +276,7 @@ static void span_retire(mk_heap *h, mk__span *s) {
     dirty_add(h, (uint64_t)popcount64(run & ~seg->dirty_mask) * MK__PAGE_SIZE);
     seg->dirty_mask |= run;
     seg->free_mask |= run;
+    h->span_bytes -= (uint64_t)s->npages * MK__PAGE_SIZE;
     s->block_size = 0;
     s->flags = 0;
 }
@@ -375,12 +384,21 @@ static void segment_purge_dirty(mk_heap *h, mk__segment *seg) {
     seg->dirty_mask = 0;
 }
 
+/* Free pages a heap keeps resident: purge_threshold, or half the pages in
+ * its spans when that is more. A big heap whose spans come and go reuses
+ * its free pages instead of purging them and faulting them back (~10 us a
+ * page); as its spans empty the allowance falls back to the threshold. */
+static uint64_t dirty_allowance(const mk_heap *h) {
+    uint64_t thr = mk__load(&mk__g.purge_threshold), half = h->span_bytes / 2;
+    return half > thr ? half : thr;
+}
+
 /* Purge dirty pages older than the delay; everything when force; when
- * above the threshold, down to half of it (the eager part is bounded). */
+ * above the allowance, down to half of it (the eager part is bounded). */
 static void heap_purge(mk_heap *h, bool force) {
     if (h->dirty_bytes == 0) return;
     uint64_t delay = mk__load(&mk__g.purge_delay_ns);
-    uint64_t thr = mk__load(&mk__g.purge_threshold);
+    uint64_t thr = dirty_allowance(h);
     uint64_t now = mk__os_now_ns();
     bool over = h->dirty_bytes > thr;
     mk__segment *seg = h->segs;
@@ -601,6 +619,9 @@ void mk__free_local_slow(mk_heap *h, mk__span *s) {
 }
 
 void mk__free_remote(mk__span *s, mk__block *b, mk_heap *me) {
+    /* Read before the push: once the block is on thread_free the owner may
+     * collect it and retire the span (block_size = 0) at any moment. */
+    uint32_t bs = s->block_size;
     uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed), nt;
     do {
         b->next = (mk__block *)(tf & ~(uintptr_t)MK__TF_MASK);
@@ -620,10 +641,10 @@ void mk__free_remote(mk__span *s, mk__block *b, mk_heap *me) {
     }
     if (me) {
         mk__add1w(&me->st.n_free, 1);
-        mk__add1w(&me->st.bytes_free, s->block_size);
+        mk__add1w(&me->st.bytes_free, bs);
     } else {
         mk__addmw(&mk__g.orphan.n_free, 1);
-        mk__addmw(&mk__g.orphan.bytes_free, s->block_size);
+        mk__addmw(&mk__g.orphan.bytes_free, bs);
     }
 }
 
@@ -667,6 +688,7 @@ void mk__heap_release_all(mk_heap *h) {
         mk__segment *seg = h->segs;
         seg->free_mask = MK__ALL_PAGES;
         segment_release(h, seg);
+        h->span_bytes = 0;
     }
     mk__large_release_heap(h);
 }

@@ -142,6 +142,7 @@ struct mk_heap {
     _Atomic(mk__span *) wake;   /* full spans that got remote frees */
     mk__segment *segs;
     uint64_t dirty_bytes;
+    uint64_t span_bytes; /* pages in spans (in use) */
     unsigned kind;
     struct mk_heap *pool_next;           /* abandoned-heap pool */
     struct mk_heap *reg_next, *reg_prev; /* registry of all heaps */
@@ -150,14 +151,18 @@ struct mk_heap {
     mk__counters st;
 };
 
+/* At most 64 bytes: the block starts at +64 when no alignment is asked. */
 typedef struct mk__large {
-    uint64_t magic;
-    size_t map_size;      /* bytes of the chunk, from this header */
-    size_t user_off;      /* block = (char *)header + user_off */
+    uint32_t magic;
+    uint32_t user_off;    /* block = (char *)header + user_off (<= 4 MiB) */
+    size_t map_size;      /* bytes of the block's pages, from this header */
+    size_t res_size;      /* bytes reserved (mapped), from this header: >= map_size */
+    size_t touched;       /* bytes from this header past which nothing is resident */
     size_t head_trim;     /* huge alignments: bytes released before the header */
     struct mk_heap *heap; /* first-class owner, or NULL */
     struct mk__large *next, *prev;
 } mk__large;
+_Static_assert(sizeof(mk__large) <= 64, "large header must fit before the block");
 
 /* Process-wide state. */
 typedef struct mk__global {
@@ -344,6 +349,7 @@ void mk__chunk_free(void *p, size_t size);
 void mk__chunk_purge(void *p, size_t size);
 int mk__chunk_shrink(void *p, size_t old_size, size_t new_size);
 int mk__chunk_grow(void *p, size_t old_size, size_t new_size);
+bool mk__chunk_joinable(const void *a, const void *b);
 void mk__source_lock(void);
 void mk__source_unlock(bool reinit);
 

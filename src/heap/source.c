@@ -147,6 +147,15 @@ static bool chunk_in_brk(const void *p) {
     return b;
 }
 
+/* Whether two adjacent chunks may be used as one (freed as one range):
+ * both from the break or both from mmap. */
+bool mk__chunk_joinable(const void *a, const void *b) {
+    mk__spin_lock(&brk_state.lock);
+    bool ok = in_brk(a) == in_brk(b);
+    mk__spin_unlock(&brk_state.lock);
+    return ok;
+}
+
 int mk__chunk_shrink(void *p, size_t old_size, size_t new_size) {
     if (chunk_in_brk(p)) return MK_ENOTSUP;
     mk__count_os();

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "memkit/heap.h"
@@ -390,6 +391,107 @@ static void test_threshold_purges(void **state) {
     assert_int_equal(mk_heap_configure("purge_threshold=8m,purge_delay=250"), MK_OK);
 }
 
+/* A heap whose spans come and go keeps their free pages while it is big:
+ * the dirty allowance is the threshold or half the pages in its spans,
+ * whichever is more, so span churn on a big heap makes no madvise. */
+static void test_big_heap_span_churn_no_purge(void **state) {
+    (void)state;
+    assert_int_equal(mk_heap_configure("purge_delay=60000,purge_threshold=1m"), MK_OK);
+    enum { N = 4096, K = 640 }; /* 16 MiB of 4 KiB blocks; churn 2.5 MiB of them */
+    static void *p[N];
+    for (int i = 0; i < N; i++) p[i] = mk_malloc(4000);
+    uint64_t calls = stats().n_os_calls;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 1000; i < 1000 + K; i++) mk_free(p[i]);
+        for (int i = 1000; i < 1000 + K; i++) p[i] = mk_malloc(4000);
+    }
+    assert_true(stats().n_os_calls - calls <= 2);
+    for (int i = 0; i < N; i++) mk_free(p[i]);
+    /* everything freed: the allowance is the threshold again */
+    assert_true(stats().dirty <= (1u << 20) + (64u << 10) * 2);
+    assert_int_equal(mk_heap_configure("purge_threshold=8m,purge_delay=250"), MK_OK);
+}
+
+/* The large cache keeps chunks bigger than the threshold while as many
+ * large bytes are live; a cached chunk is cut (on 4 MiB) for smaller
+ * blocks; calloc from a reused chunk is zero; realloc grows inside the
+ * chunk's 4 MiB units without a system call. */
+static void test_large_cache_reuse(void **state) {
+    (void)state;
+    assert_int_equal(mk_heap_configure("purge_delay=60000,purge_threshold=1m"), MK_OK);
+    char *ballast = mk_malloc(16 << 20); /* live large bytes: the budget */
+    char *big = mk_malloc(12 << 20);
+    fill(big, 12 << 20, 0xa5);
+    mk_free(big); /* > threshold, but kept resident: 16 MiB are live */
+    assert_true(stats().large_cached >= (12u << 20));
+    uint64_t calls = stats().n_os_calls;
+    char *q[3];
+    for (int i = 0; i < 3; i++) {
+        q[i] = i == 1 ? mk_calloc(1, 7 << 19) : mk_malloc(7 << 19);
+        assert_non_null(q[i]);
+        if (i == 1) assert_true(all_eq(q[i], 7 << 19, 0)); /* over pages of 0xa5 */
+        fill(q[i], 7 << 19, (unsigned char)i);
+    }
+    assert_true(stats().n_os_calls == calls); /* three blocks of 3.5 MiB cut from the 12 MiB */
+    char *r = mk_realloc(q[0], (7 << 19) + (256 << 10));
+    assert_ptr_equal(r, q[0]);
+    assert_true(all_eq(r, 7 << 19, 0));
+    assert_true(stats().n_os_calls == calls);
+    mk_free(r);
+    mk_free(q[1]);
+    mk_free(q[2]);
+    mk_free(ballast);
+    assert_int_equal(mk_heap_trim(), MK_OK);
+    assert_int_equal(stats().large_cached, 0);
+    assert_int_equal(mk_heap_configure("purge_threshold=8m,purge_delay=250"), MK_OK);
+}
+
+/* ThreadSanitizer faults in its own shadow pages when a thread touches
+ * memory, which the fault count below cannot tell apart. */
+#if defined(__SANITIZE_THREAD__)
+#define MK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MK_TSAN 1
+#endif
+#endif
+#ifndef MK_TSAN
+#define MK_TSAN 0
+#endif
+
+static long minor_faults(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* New spans take resident free pages of any segment before never-touched
+ * pages of another: here the freed pages are in the older segment, the
+ * newest one has untouched pages, and the new spans must not fault. */
+static void *dirty_first_thread(void *arg) {
+    enum { N1 = 1300, F = 600 }; /* 4 KiB blocks: more than one segment */
+    static void *p[N1], *q[F];
+    for (int i = 0; i < N1; i++) p[i] = mk_malloc(4000);
+    for (int i = 0; i < F; i++) mk_free(p[i]);
+    long before = minor_faults();
+    for (int i = 0; i < F; i++) q[i] = mk_malloc(3000); /* another class: new spans */
+    *(long *)arg = minor_faults() - before;
+    for (int i = 0; i < F; i++) mk_free(q[i]);
+    for (int i = F; i < N1; i++) mk_free(p[i]);
+    return NULL;
+}
+
+static void test_dirty_pages_first(void **state) {
+    (void)state;
+    assert_int_equal(mk_heap_configure("purge_delay=60000,purge_threshold=64m"), MK_OK);
+    long faults = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, dirty_first_thread, &faults), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (!MK_TSAN) assert_true(faults < 100); /* 600 blocks of 3 KiB on fresh pages: ~450 */
+    assert_int_equal(mk_heap_configure("purge_threshold=8m,purge_delay=250"), MK_OK);
+}
+
 static void test_configure(void **state) {
     (void)state;
     assert_int_equal(mk_heap_configure("purge_delay=100"), MK_OK);
@@ -511,6 +613,9 @@ int main(void) {
         cmocka_unit_test(test_trim_returns_memory),
         cmocka_unit_test(test_large_churn_no_syscalls),
         cmocka_unit_test(test_threshold_purges),
+        cmocka_unit_test(test_big_heap_span_churn_no_purge),
+        cmocka_unit_test(test_large_cache_reuse),
+        cmocka_unit_test(test_dirty_pages_first),
         cmocka_unit_test(test_configure),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_first_class),

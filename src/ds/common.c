@@ -15,6 +15,8 @@ void (*mk__ds_test_hook)(int point);
 #define READY_WAIT_NS ((int64_t)1000000000)
 /* Spins on the condition before a waiter goes to sleep. */
 #define WAIT_SPINS 256
+/* Without a heavy barrier a sleeper re-checks this often (see mk__ds_wait). */
+#define NO_BARRIER_SLICE_NS 1000000
 
 static uint32_t layout_of(const mk__ds_kind *k) {
     return (uint32_t)MK__DS_LINE | (uint32_t)sizeof(mk__ds_hdr) << 8 | k->ctl_size << 16;
@@ -145,7 +147,20 @@ static int make_named(const mk__ds_kind *k, const mk__ds_req *req, size_t need, 
     return rc;
 }
 
+/* 0: not asked yet, 1: registered, -1: no heavy barrier here. */
+static _Atomic int light_state;
+
+bool mk__ds_light_publish(void) {
+    int st = atomic_load_explicit(&light_state, memory_order_acquire);
+    if (st == 0) {
+        st = mk__os_barrier_register() == MK_OK ? 1 : -1;
+        atomic_store_explicit(&light_state, st, memory_order_release);
+    }
+    return st > 0;
+}
+
 int mk__ds_make(const mk__ds_kind *k, const mk__ds_req *req, mk__ds_place *out) {
+    out->light = mk__ds_light_publish();
     int rc = check_elem(k, req->elem_size);
     if (rc != MK_OK) return rc;
     size_t need = 0;
@@ -197,12 +212,19 @@ int mk__ds_wait(mk__ds_event *e, bool shared, bool (*ready)(const void *arg), co
     for (;;) {
         uint32_t seq = atomic_load_explicit(&e->seq, memory_order_seq_cst);
         atomic_store_explicit(&e->sleepers, 1, memory_order_seq_cst);
+        /* A publisher in a registered process stores its index with
+         * release order only: the heavy barrier makes that store visible
+         * to the re-check below, or the publisher's later load of sleepers
+         * see our flag. Without it, sleep in slices, so a publisher that
+         * relied on the barrier is seen within one slice. */
+        bool barrier = mk__os_heavy_barrier() == MK_OK;
         if (ready(arg)) return MK_OK;
         int64_t left = -1;
         if (timeout_ns > 0) {
             left = timeout_ns - (int64_t)(mk__os_now_ns() - start);
             if (left <= 0) return MK_ETIMEDOUT;
         }
+        if (!barrier && (left < 0 || left > NO_BARRIER_SLICE_NS)) left = NO_BARRIER_SLICE_NS;
         int rc = mk__os_wait32((const uint32_t *)&e->seq, seq, left, shared);
         if (rc == MK_EOS) return rc;
     }

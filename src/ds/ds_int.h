@@ -68,6 +68,7 @@ typedef struct mk__ds_kind {
 typedef struct mk__ds_place {
     mk__ds_hdr *hdr;
     bool shared;
+    bool light; /* publishers may use release stores (mk__ds_light_publish) */
 } mk__ds_place;
 
 /* The request behind every create/open/init/attach. */
@@ -100,10 +101,18 @@ static inline bool mk__ds_add(size_t a, size_t b, size_t *sum) {
     return *sum >= a;
 }
 
+/* Whether this process is registered for the platform's heavy barrier
+ * (asked once, on the first create/open/init/attach). Then a publisher's
+ * store of its index needs only release order before mk__ds_notify's
+ * load: a sleeper runs the heavy barrier between its store of sleepers and
+ * its re-check, which orders the publisher's store and load as a fence
+ * would (docs/IPC.md, "Waiting"). Otherwise the store must be seq_cst. */
+bool mk__ds_light_publish(void);
+
 /* Wake sleepers of e if there are any: the fast path is one load. The
- * caller's publishing store must be seq_cst (it orders the store before
- * this load, against the sleeper's seq_cst store of sleepers before its
- * seq_cst re-check). */
+ * caller's publishing store comes first: release order if the place is
+ * light, else seq_cst (it orders the store before this load, against the
+ * sleeper's seq_cst store of sleepers before its seq_cst re-check). */
 void mk__ds_wake_slow(mk__ds_event *e, bool shared);
 static inline void mk__ds_notify(mk__ds_event *e, bool shared) {
     if (atomic_load_explicit(&e->sleepers, memory_order_seq_cst) != 0) mk__ds_wake_slow(e, shared);

@@ -16,9 +16,11 @@
  * (producer) or empty (consumer), which is what lets a stream of elements
  * move with few cache-line transfers.
  *
- * Ordering: the slot copy, then a seq_cst store of the own index (a
- * release, and ordered before the load of the other side's sleeper flag
- * that follows: see mk__ds_notify). The other side loads it with acquire.
+ * Ordering: the slot copy, then a store of the own index with release
+ * order when this process is registered for the platform's heavy barrier,
+ * else seq_cst (so that it is ordered before the load of the other side's
+ * sleeper flag that follows: see mk__ds_notify and mk__ds_wait). The other
+ * side loads it with acquire.
  *
  * Untrusted indices: a slot index is always masked, and a count of
  * elements or free slots larger than the capacity is treated as damage
@@ -54,6 +56,7 @@ typedef struct spsc_view {
     size_t cap;
     size_t elem;
     bool shared;
+    bool light; /* release stores suffice to publish (mk__ds_light_publish) */
 } spsc_view;
 
 struct mk_spsc {
@@ -95,6 +98,7 @@ static int open_view(const mk__ds_kind *k, const mk__ds_req *req, spsc_view **ou
     v->mask = pl.hdr->capacity - 1;
     v->elem = (size_t)pl.hdr->elem_size;
     v->shared = pl.shared;
+    v->light = pl.light;
     *out = v;
     return MK_OK;
 }
@@ -127,13 +131,22 @@ static size_t cons_avail(spsc_view *v, uint64_t t, size_t want) {
     return (size_t)avail;
 }
 
+/* Store an index for the other side; the order is a constant in each
+ * branch (a variable order compiles as seq_cst). */
+static inline void publish(const spsc_view *v, _Atomic uint64_t *index, uint64_t value) {
+    if (v->light)
+        atomic_store_explicit(index, value, memory_order_release);
+    else
+        atomic_store_explicit(index, value, memory_order_seq_cst);
+}
+
 static void publish_head(spsc_view *v, uint64_t h) {
-    atomic_store_explicit(&v->sh->prod.head, h, memory_order_seq_cst);
+    publish(v, &v->sh->prod.head, h);
     mk__ds_notify(&v->sh->not_empty, v->shared);
 }
 
 static void publish_tail(spsc_view *v, uint64_t t) {
-    atomic_store_explicit(&v->sh->cons.tail, t, memory_order_seq_cst);
+    publish(v, &v->sh->cons.tail, t);
     mk__ds_notify(&v->sh->not_full, v->shared);
 }
 

@@ -192,6 +192,19 @@ int mk__os_wait32(const uint32_t *addr, uint32_t expected, int64_t timeout_ns, b
 /* Wake up to n waiters (n < 0: all). Returns the number woken (>= 0) or MK_EOS. */
 int mk__os_wake32(const uint32_t *addr, int n, bool shared);
 
+/* Asymmetric memory barrier across processes (Linux membarrier
+ * GLOBAL_EXPEDITED). A process calls mk__os_barrier_register() once; after
+ * it returned MK_OK, mk__os_heavy_barrier() called by any thread of any
+ * process returns only when every running thread of every registered
+ * process has executed a full memory barrier. A registered process may
+ * then publish with plain release stores where it would otherwise need a
+ * seq_cst store (a full fence on every publish), and the rare side (a
+ * thread about to sleep) pays the barrier instead.
+ * Both return MK_OK, or MK_ENOTSUP where the system has no such barrier
+ * (old kernels, Windows): callers keep the symmetric fences then. */
+int mk__os_barrier_register(void);
+int mk__os_heavy_barrier(void);
+
 /* ---- processes, threads, time ------------------------------------------ */
 
 /* Identifier of the calling thread, unique among live threads of the system

@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
@@ -440,6 +441,19 @@ int mk__os_wake32(const uint32_t *addr, int n, bool shared) {
     long r = syscall(SYS_futex, addr, mk_futex_op(FUTEX_WAKE, shared), n, NULL, NULL, 0);
     if (r < 0) return mk__os_fail(errno);
     return (int)r;
+}
+
+static long mk_membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
+
+int mk__os_barrier_register(void) {
+    long cmds = mk_membarrier(MEMBARRIER_CMD_QUERY);
+    long need = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+    if (cmds < 0 || (cmds & need) != need) return MK_ENOTSUP;
+    return mk_membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0 ? MK_OK : MK_ENOTSUP;
+}
+
+int mk__os_heavy_barrier(void) {
+    return mk_membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0 ? MK_OK : MK_ENOTSUP;
 }
 
 /* ---- processes, threads, time --------------------------------------------- */

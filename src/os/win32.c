@@ -843,6 +843,11 @@ int mk__os_wake32(const uint32_t *addr, int n, bool shared) {
     return 0; /* WakeByAddress does not say how many it woke */
 }
 
+/* FlushProcessWriteBuffers reaches only the calling process: no barrier
+ * across processes, so publishers keep their seq_cst stores. */
+int mk__os_barrier_register(void) { return MK_ENOTSUP; }
+int mk__os_heavy_barrier(void) { return MK_ENOTSUP; }
+
 /* ---- processes, threads, time ---------------------------------------------------- */
 
 uint64_t mk__os_thread_id(void) { return GetCurrentThreadId(); }

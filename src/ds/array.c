@@ -46,30 +46,19 @@ size_t mk_array_footprint(size_t length, size_t elem_size) {
 
 int mk_array_create(mk_shm *s, const char *name, size_t length, size_t elem_size, unsigned flags,
                     mk_array **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {.mode = MK__DS_CREATE,
-                      .seg = s,
-                      .name = name,
-                      .flags = flags,
-                      .capacity = length,
-                      .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_CREATE_REQ(s, name, length, elem_size, flags, NULL), out);
 }
 
 int mk_array_open(mk_shm *s, const char *name, size_t elem_size, mk_array **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name, .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_OPEN_REQ(s, name, elem_size), out);
 }
 
 int mk_array_init(void *buf, size_t size, size_t length, size_t elem_size, mk_array **out) {
-    mk__ds_req req = {
-        .mode = MK__DS_INIT, .buf = buf, .size = size, .capacity = length, .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_INIT_REQ(buf, size, length, elem_size, NULL), out);
 }
 
 int mk_array_attach(void *buf, size_t size, size_t elem_size, mk_array **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size, .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_ATTACH_REQ(buf, size, elem_size), out);
 }
 
 void mk_array_close(mk_array *a) { free(a); }

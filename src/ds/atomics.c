@@ -61,25 +61,19 @@ static int make(const mk__ds_kind *k, mk__ds_req *req, void **out) {
 
 int mk_atomic32_create(mk_shm *s, const char *name, uint32_t initial, unsigned flags,
                        mk_atomic32 **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {
-        .mode = MK__DS_CREATE, .seg = s, .name = name, .flags = flags, .init_arg = &initial};
-    return make(&a32_kind, &req, (void **)out);
+    return make(&a32_kind, MK__DS_CREATE_REQ(s, name, 0, 0, flags, &initial), (void **)out);
 }
 
 int mk_atomic32_open(mk_shm *s, const char *name, mk_atomic32 **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name};
-    return make(&a32_kind, &req, (void **)out);
+    return make(&a32_kind, MK__DS_OPEN_REQ(s, name, 0), (void **)out);
 }
 
 int mk_atomic32_init(void *buf, size_t size, uint32_t initial, mk_atomic32 **out) {
-    mk__ds_req req = {.mode = MK__DS_INIT, .buf = buf, .size = size, .init_arg = &initial};
-    return make(&a32_kind, &req, (void **)out);
+    return make(&a32_kind, MK__DS_INIT_REQ(buf, size, 0, 0, &initial), (void **)out);
 }
 
 int mk_atomic32_attach(void *buf, size_t size, mk_atomic32 **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size};
-    return make(&a32_kind, &req, (void **)out);
+    return make(&a32_kind, MK__DS_ATTACH_REQ(buf, size, 0), (void **)out);
 }
 
 uint32_t mk_atomic32_load(const mk_atomic32 *a) {
@@ -94,25 +88,19 @@ bool mk_atomic32_cas(mk_atomic32 *a, uint32_t *expected, uint32_t desired) {
 
 int mk_atomic64_create(mk_shm *s, const char *name, uint64_t initial, unsigned flags,
                        mk_atomic64 **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {
-        .mode = MK__DS_CREATE, .seg = s, .name = name, .flags = flags, .init_arg = &initial};
-    return make(&a64_kind, &req, (void **)out);
+    return make(&a64_kind, MK__DS_CREATE_REQ(s, name, 0, 0, flags, &initial), (void **)out);
 }
 
 int mk_atomic64_open(mk_shm *s, const char *name, mk_atomic64 **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name};
-    return make(&a64_kind, &req, (void **)out);
+    return make(&a64_kind, MK__DS_OPEN_REQ(s, name, 0), (void **)out);
 }
 
 int mk_atomic64_init(void *buf, size_t size, uint64_t initial, mk_atomic64 **out) {
-    mk__ds_req req = {.mode = MK__DS_INIT, .buf = buf, .size = size, .init_arg = &initial};
-    return make(&a64_kind, &req, (void **)out);
+    return make(&a64_kind, MK__DS_INIT_REQ(buf, size, 0, 0, &initial), (void **)out);
 }
 
 int mk_atomic64_attach(void *buf, size_t size, mk_atomic64 **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size};
-    return make(&a64_kind, &req, (void **)out);
+    return make(&a64_kind, MK__DS_ATTACH_REQ(buf, size, 0), (void **)out);
 }
 
 uint64_t mk_atomic64_load(const mk_atomic64 *a) {

@@ -161,6 +161,7 @@ bool mk__ds_light_publish(void) {
 
 int mk__ds_make(const mk__ds_kind *k, const mk__ds_req *req, mk__ds_place *out) {
     out->light = mk__ds_light_publish();
+    if (req->flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
     int rc = check_elem(k, req->elem_size);
     if (rc != MK_OK) return rc;
     size_t need = 0;

@@ -84,6 +84,30 @@ typedef struct mk__ds_req {
     const void *init_arg;
 } mk__ds_req;
 
+/* The request of each public entry point, as a compound literal: every
+ * mk_X_create/open/init/attach is one call of its make function. Fields
+ * a mode does not use stay 0. */
+#define MK__DS_CREATE_REQ(seg_, name_, capacity_, elem_size_, flags_, init_arg_)                   \
+    (&(mk__ds_req){.mode = MK__DS_CREATE,                                                          \
+                   .seg = (seg_),                                                                  \
+                   .name = (name_),                                                                \
+                   .flags = (flags_),                                                              \
+                   .capacity = (capacity_),                                                        \
+                   .elem_size = (elem_size_),                                                      \
+                   .init_arg = (init_arg_)})
+#define MK__DS_OPEN_REQ(seg_, name_, elem_size_)                                                   \
+    (&(mk__ds_req){.mode = MK__DS_OPEN, .seg = (seg_), .name = (name_), .elem_size = (elem_size_)})
+#define MK__DS_INIT_REQ(buf_, size_, capacity_, elem_size_, init_arg_)                             \
+    (&(mk__ds_req){.mode = MK__DS_INIT,                                                            \
+                   .buf = (buf_),                                                                  \
+                   .size = (size_),                                                                \
+                   .capacity = (capacity_),                                                        \
+                   .elem_size = (elem_size_),                                                      \
+                   .init_arg = (init_arg_)})
+#define MK__DS_ATTACH_REQ(buf_, size_, elem_size_)                                                 \
+    (&(mk__ds_req){                                                                                \
+        .mode = MK__DS_ATTACH, .buf = (buf_), .size = (size_), .elem_size = (elem_size_)})
+
 /* Footprint of a structure of kind k, or 0 if capacity/elem_size are out
  * of range or the size overflows. */
 size_t mk__ds_footprint(const mk__ds_kind *k, size_t capacity, size_t elem_size);

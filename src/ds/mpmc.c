@@ -99,33 +99,19 @@ size_t mk_mpmc_footprint(size_t capacity, size_t elem_size) {
 
 int mk_mpmc_create(mk_shm *s, const char *name, size_t capacity, size_t elem_size, unsigned flags,
                    mk_mpmc **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {.mode = MK__DS_CREATE,
-                      .seg = s,
-                      .name = name,
-                      .flags = flags,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_CREATE_REQ(s, name, capacity, elem_size, flags, NULL), out);
 }
 
 int mk_mpmc_open(mk_shm *s, const char *name, size_t elem_size, mk_mpmc **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name, .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_OPEN_REQ(s, name, elem_size), out);
 }
 
 int mk_mpmc_init(void *buf, size_t size, size_t capacity, size_t elem_size, mk_mpmc **out) {
-    mk__ds_req req = {.mode = MK__DS_INIT,
-                      .buf = buf,
-                      .size = size,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_INIT_REQ(buf, size, capacity, elem_size, NULL), out);
 }
 
 int mk_mpmc_attach(void *buf, size_t size, size_t elem_size, mk_mpmc **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size, .elem_size = elem_size};
-    return make(&req, out);
+    return make(MK__DS_ATTACH_REQ(buf, size, elem_size), out);
 }
 
 void mk_mpmc_close(mk_mpmc *q) { free(q); }

@@ -95,30 +95,19 @@ size_t mk_objpool_footprint(size_t slots, size_t slot_size) {
 
 int mk_objpool_create(mk_shm *s, const char *name, size_t slots, size_t slot_size, unsigned flags,
                       mk_objpool **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {.mode = MK__DS_CREATE,
-                      .seg = s,
-                      .name = name,
-                      .flags = flags,
-                      .capacity = slots,
-                      .elem_size = slot_size};
-    return make(&req, out);
+    return make(MK__DS_CREATE_REQ(s, name, slots, slot_size, flags, NULL), out);
 }
 
 int mk_objpool_open(mk_shm *s, const char *name, size_t slot_size, mk_objpool **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name, .elem_size = slot_size};
-    return make(&req, out);
+    return make(MK__DS_OPEN_REQ(s, name, slot_size), out);
 }
 
 int mk_objpool_init(void *buf, size_t size, size_t slots, size_t slot_size, mk_objpool **out) {
-    mk__ds_req req = {
-        .mode = MK__DS_INIT, .buf = buf, .size = size, .capacity = slots, .elem_size = slot_size};
-    return make(&req, out);
+    return make(MK__DS_INIT_REQ(buf, size, slots, slot_size, NULL), out);
 }
 
 int mk_objpool_attach(void *buf, size_t size, size_t slot_size, mk_objpool **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size, .elem_size = slot_size};
-    return make(&req, out);
+    return make(MK__DS_ATTACH_REQ(buf, size, slot_size), out);
 }
 
 void mk_objpool_close(mk_objpool *p) { free(p); }

@@ -232,33 +232,19 @@ size_t mk_spsc_footprint(size_t capacity, size_t elem_size) {
 
 int mk_spsc_create(mk_shm *s, const char *name, size_t capacity, size_t elem_size, unsigned flags,
                    mk_spsc **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {.mode = MK__DS_CREATE,
-                      .seg = s,
-                      .name = name,
-                      .flags = flags,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return spsc_make(&req, out);
+    return spsc_make(MK__DS_CREATE_REQ(s, name, capacity, elem_size, flags, NULL), out);
 }
 
 int mk_spsc_open(mk_shm *s, const char *name, size_t elem_size, mk_spsc **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name, .elem_size = elem_size};
-    return spsc_make(&req, out);
+    return spsc_make(MK__DS_OPEN_REQ(s, name, elem_size), out);
 }
 
 int mk_spsc_init(void *buf, size_t size, size_t capacity, size_t elem_size, mk_spsc **out) {
-    mk__ds_req req = {.mode = MK__DS_INIT,
-                      .buf = buf,
-                      .size = size,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return spsc_make(&req, out);
+    return spsc_make(MK__DS_INIT_REQ(buf, size, capacity, elem_size, NULL), out);
 }
 
 int mk_spsc_attach(void *buf, size_t size, size_t elem_size, mk_spsc **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size, .elem_size = elem_size};
-    return spsc_make(&req, out);
+    return spsc_make(MK__DS_ATTACH_REQ(buf, size, elem_size), out);
 }
 
 void mk_spsc_close(mk_spsc *q) { free(q); }
@@ -287,33 +273,19 @@ size_t mk_ring_footprint(size_t capacity, size_t elem_size) {
 
 int mk_ring_create(mk_shm *s, const char *name, size_t capacity, size_t elem_size, unsigned flags,
                    mk_ring **out) {
-    if (flags & ~(unsigned)MK_IPC_EXCL) return MK_EINVAL;
-    mk__ds_req req = {.mode = MK__DS_CREATE,
-                      .seg = s,
-                      .name = name,
-                      .flags = flags,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return ring_make(&req, out);
+    return ring_make(MK__DS_CREATE_REQ(s, name, capacity, elem_size, flags, NULL), out);
 }
 
 int mk_ring_open(mk_shm *s, const char *name, size_t elem_size, mk_ring **out) {
-    mk__ds_req req = {.mode = MK__DS_OPEN, .seg = s, .name = name, .elem_size = elem_size};
-    return ring_make(&req, out);
+    return ring_make(MK__DS_OPEN_REQ(s, name, elem_size), out);
 }
 
 int mk_ring_init(void *buf, size_t size, size_t capacity, size_t elem_size, mk_ring **out) {
-    mk__ds_req req = {.mode = MK__DS_INIT,
-                      .buf = buf,
-                      .size = size,
-                      .capacity = capacity,
-                      .elem_size = elem_size};
-    return ring_make(&req, out);
+    return ring_make(MK__DS_INIT_REQ(buf, size, capacity, elem_size, NULL), out);
 }
 
 int mk_ring_attach(void *buf, size_t size, size_t elem_size, mk_ring **out) {
-    mk__ds_req req = {.mode = MK__DS_ATTACH, .buf = buf, .size = size, .elem_size = elem_size};
-    return ring_make(&req, out);
+    return ring_make(MK__DS_ATTACH_REQ(buf, size, elem_size), out);
 }
 
 void mk_ring_close(mk_ring *r) { free(r); }

@@ -201,7 +201,10 @@ int mk__os_wake32(const uint32_t *addr, int n, bool shared);
  * seq_cst store (a full fence on every publish), and the rare side (a
  * thread about to sleep) pays the barrier instead.
  * Both return MK_OK, or MK_ENOTSUP where the system has no such barrier
- * (old kernels, Windows): callers keep the symmetric fences then. */
+ * (old kernels, Windows): callers keep the symmetric fences then. A forked
+ * child inherits the registration (checked on Linux 6.18 with
+ * MEMBARRIER_CMD_GET_REGISTRATIONS); exec clears it, with the rest of the
+ * process's memory. */
 int mk__os_barrier_register(void);
 int mk__os_heavy_barrier(void);
 

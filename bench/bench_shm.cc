@@ -694,21 +694,22 @@ std::string loadavg() {
 }
 
 void usage(FILE *f) {
-    fprintf(f,
-            "usage: bench-shm [options]\n"
-            "  --seed N         workload seed; process i uses N + i (default 12345)\n"
-            "  --runs R         timed rounds, medians reported (default 5, max %u)\n"
-            "  --ops N          timed ops per process (default 2000000)\n"
-            "  --live N         live blocks per process (default 10000)\n"
-            "  --procs LIST     process counts, comma-separated (default 1,2; max %d)\n"
-            "  --segment-mib N  segment size (default 256)\n"
-            "  --cache-kib N    memkit's per-process cache budget (default: the library's; 0: none)\n"
-            "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc)\n"
-            "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
-            "  --no-prefault    do not pre-fault the segment mapping in each child\n"
-            "  --no-frag        skip the untimed fragmentation pass\n"
-            "  --json FILE      also write the results as JSON\n",
-            MAX_RUNS, MAX_PROCS);
+    fprintf(
+        f,
+        "usage: bench-shm [options]\n"
+        "  --seed N         workload seed; process i uses N + i (default 12345)\n"
+        "  --runs R         timed rounds, medians reported (default 5, max %u)\n"
+        "  --ops N          timed ops per process (default 2000000)\n"
+        "  --live N         live blocks per process (default 10000)\n"
+        "  --procs LIST     process counts, comma-separated (default 1,2; max %d)\n"
+        "  --segment-mib N  segment size (default 256)\n"
+        "  --cache-kib N    memkit's per-process cache budget (default: the library's; 0: none)\n"
+        "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc)\n"
+        "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
+        "  --no-prefault    do not pre-fault the segment mapping in each child\n"
+        "  --no-frag        skip the untimed fragmentation pass\n"
+        "  --json FILE      also write the results as JSON\n",
+        MAX_RUNS, MAX_PROCS);
 }
 
 uint64_t arg_u64(const char *s, const char *name) {

@@ -19,8 +19,8 @@
 #define MK_VERSION_STRING "0.1.0"
 
 #include "memkit/error.h"
-#include "memkit/ipc.h"
 #include "memkit/heap.h"
+#include "memkit/ipc.h"
 #include "memkit/pool.h"
 #include "memkit/region.h"
 #include "memkit/shm.h"

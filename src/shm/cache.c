@@ -170,7 +170,7 @@ static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span
     mk__set(h, &bin->count, bin->count - 1);
     mk__set(h, &c->bytes, c->bytes - span);
     mk__set(h, &c->blocks, c->blocks - 1);
-    mk__set_at(h, b + 16, 0); /* no stale cookie in the heap */
+    mk__set_at(h, b + 16, 0);          /* no stale cookie in the heap */
     int rc = mk__region_free_op(h, b); /* on damage, rolled back: b stays listed */
     mk__journal_end(h);
     if (rc == MK_OK && !next) mark(c, span / 16, false);

@@ -191,6 +191,9 @@ enum mk__ds_crash_point {
 };
 #ifdef MK_TEST_HOOKS
 extern void (*mk__ds_test_hook)(int point);
+/* Set before the first structure is made: behave as on a system without
+ * the heavy barrier (seq_cst publishes, sleeps in slices). */
+extern bool mk__ds_test_no_barrier;
 #define MK__DS_CRASH_POINT(p)                                                                      \
     do {                                                                                           \
         if (mk__ds_test_hook) mk__ds_test_hook(p);                                                 \

@@ -447,7 +447,12 @@ static int run(const char *what) {
     return 0;
 }
 
+/* Test builds of the library (src/ds/ds_int.h): run as on a system without
+ * membarrier, so the seq_cst publishes and sliced sleeps are tested too. */
+extern bool mk__ds_test_no_barrier;
+
 int main(int argc, char **argv) {
+    if (getenv("MK_TEST_DS_NO_BARRIER")) mk__ds_test_no_barrier = true;
     if (argc < 4) {
         fprintf(stderr, "usage: ds_mp spsc|ring|mpmc|pool proc|thread COUNT [SEED]\n");
         return 2;

@@ -66,22 +66,6 @@ static size_t page_align(size_t n) {
     return (n + p - 1) & ~(p - 1);
 }
 
-static int popcount64(uint64_t x) {
-    int n = 0;
-    for (; x; x &= x - 1) n++;
-    return n;
-}
-
-static unsigned lowest_bit(uint64_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-    return (unsigned)__builtin_ctzll(x);
-#else
-    unsigned i = 0;
-    while (!(x & 1)) x >>= 1, i++;
-    return i;
-#endif
-}
-
 /* Default handler: a message on stderr (write(2), no stdio) and abort. */
 static void default_error(const char *msg, void *ptr) {
     char buf[160];
@@ -192,7 +176,7 @@ static void segment_release(mk_heap *h, mk__segment *seg) {
     else
         h->segs = seg->next;
     if (seg->next) seg->next->prev = seg->prev;
-    dirty_sub(h, (uint64_t)popcount64(seg->dirty_mask) * MK__PAGE_SIZE);
+    dirty_sub(h, (uint64_t)mk__popcount64(seg->dirty_mask) * MK__PAGE_SIZE);
     atomic_store_explicit(&mk__segmap[(uintptr_t)seg >> MK__SEG_SHIFT], MK__MAP_NONE,
                           memory_order_release);
     seg->magic = 0;
@@ -214,7 +198,7 @@ static uint64_t runs_of(uint64_t mask, size_t n) {
 static bool find_run(const mk__segment *seg, size_t n, bool dirty_only, unsigned *first) {
     uint64_t r = runs_of(dirty_only ? seg->free_mask & seg->dirty_mask : seg->free_mask, n);
     if (!r) return false;
-    *first = lowest_bit(r);
+    *first = (unsigned)mk__ctz64(r);
     return true;
 }
 
@@ -238,7 +222,7 @@ static mk__span *span_new(mk_heap *h, unsigned cls) {
         first = 1;
     }
     uint64_t run = (n == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << n) - 1)) << first;
-    dirty_sub(h, (uint64_t)popcount64(seg->dirty_mask & run) * MK__PAGE_SIZE);
+    dirty_sub(h, (uint64_t)mk__popcount64(seg->dirty_mask & run) * MK__PAGE_SIZE);
     seg->free_mask &= ~run;
     seg->dirty_mask &= ~run;
     for (size_t i = 0; i < n; i++) seg->page_span[first + i] = (uint8_t)first;
@@ -273,7 +257,7 @@ static void span_retire(mk_heap *h, mk__span *s) {
     if (h->cur[s->cls] == s) h->cur[s->cls] = &empty_span;
     uint64_t run = (s->npages == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << s->npages) - 1)) << s->page;
     if (seg->dirty_mask == 0) seg->dirty_since = mk__os_now_ns();
-    dirty_add(h, (uint64_t)popcount64(run & ~seg->dirty_mask) * MK__PAGE_SIZE);
+    dirty_add(h, (uint64_t)mk__popcount64(run & ~seg->dirty_mask) * MK__PAGE_SIZE);
     seg->dirty_mask |= run;
     seg->free_mask |= run;
     h->span_bytes -= (uint64_t)s->npages * MK__PAGE_SIZE;
@@ -372,7 +356,7 @@ static void drain_wake(mk_heap *h) {
 static void segment_purge_dirty(mk_heap *h, mk__segment *seg) {
     uint64_t d = seg->dirty_mask;
     while (d) {
-        unsigned i = lowest_bit(d);
+        unsigned i = (unsigned)mk__ctz64(d);
         unsigned j = i;
         while (j < 64 && (d >> j) & 1) j++;
         size_t len = (size_t)(j - i) * MK__PAGE_SIZE;
@@ -380,7 +364,7 @@ static void segment_purge_dirty(mk_heap *h, mk__segment *seg) {
         mk__addmw(&mk__g.returned, len);
         d &= ~(j == 64 ? ~UINT64_C(0) << i : ((UINT64_C(1) << j) - (UINT64_C(1) << i)));
     }
-    dirty_sub(h, (uint64_t)popcount64(seg->dirty_mask) * MK__PAGE_SIZE);
+    dirty_sub(h, (uint64_t)mk__popcount64(seg->dirty_mask) * MK__PAGE_SIZE);
     seg->dirty_mask = 0;
 }
 

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bits.h"
 #include "memkit/heap.h"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -215,15 +216,7 @@ static inline bool mk__spin_trylock(mk__spin *l) {
     return atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0;
 }
 
-static inline unsigned mk__log2(size_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-    return 63u - (unsigned)__builtin_clzll((unsigned long long)x);
-#else
-    unsigned r = 0;
-    while (x >>= 1) r++;
-    return r;
-#endif
-}
+static inline unsigned mk__log2(size_t x) { return 63u - (unsigned)mk__clz64(x); } /* x != 0 */
 
 /* Size classes: 16..128 by 16, then four per doubling up to 128 KiB. */
 static inline unsigned mk__class_of(size_t n) {

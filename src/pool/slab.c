@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "bits.h"
 #include "os/os.h"
 
 #define MK__SLAB_MAGIC UINT64_C(0x42414C53544B4D31) /* "1MKTSLAB" */
@@ -306,7 +307,7 @@ int mk_slab_validate(mk_slab *c) {
     uint64_t set = 0, listed = 0;
     for (size_t s = 0; s < c->nslabs; s++) {
         for (size_t w = 0; w < c->words; w++)
-            set += (uint64_t)__builtin_popcountll(c->bits[s * c->words + w]);
+            set += (uint64_t)mk__popcount64(c->bits[s * c->words + w]);
     }
     /* Walk the list, bounded so a cycle cannot loop forever. */
     for (uintptr_t o = c->head; o; o = link_get(c, o)) {

@@ -39,6 +39,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bits.h"
 #include "memkit/region.h"
 
 #define MK__MAGIC      UINT64_C(0x4E4F494745524B4D) /* "MKREGION" little-endian */
@@ -417,8 +418,5 @@ static inline uint64_t mk__span_for(uint64_t size, uint64_t min_span) {
     uint64_t s = (size + MK__TAGW + MK__GRAIN - 1) & ~(uint64_t)(MK__GRAIN - 1);
     return s < min_span ? min_span : s;
 }
-
-static inline int mk__clz64(uint64_t x) { return __builtin_clzll(x); } /* x != 0 */
-static inline int mk__ctz64(uint64_t x) { return __builtin_ctzll(x); } /* x != 0 */
 
 #endif

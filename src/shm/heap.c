@@ -22,9 +22,9 @@ int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
     if (align < MK__GRAIN) align = MK__GRAIN;
     /* MK_ENOMEM, not MK_ETOOBIG: the caller may grow the segment and retry;
      * but only when the numbers compared are sound, or a damaged header
-     * would send it to grow. */
-    if (!mk__hdr_ok(h)) return MK_ECORRUPT;
-    if (size > h->data_end - h->data_start) return MK_ENOMEM;
+     * would send it to grow. (The header is checked here only on refusal:
+     * mk__region_alloc_op checks it on the way in.) */
+    if (size > h->data_end - h->data_start) return mk__hdr_ok(h) ? MK_ENOMEM : MK_ECORRUPT;
     return mk__region_alloc_op(h, size, align, b);
 }
 

@@ -41,16 +41,7 @@ static int g_rounds = 40000;
 
 /* ThreadSanitizer cannot start threads in the child of a multi-threaded
  * fork; the child then works without them. */
-#if defined(__SANITIZE_THREAD__)
-#define MK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MK_TSAN 1
-#endif
-#endif
-#ifndef MK_TSAN
-#define MK_TSAN 0
-#endif
+#include "sanitizer.h"
 
 static uint64_t next(uint64_t *s) {
     *s ^= *s << 13;

@@ -448,16 +448,7 @@ static void test_large_cache_reuse(void **state) {
 
 /* ThreadSanitizer faults in its own shadow pages when a thread touches
  * memory, which the fault count below cannot tell apart. */
-#if defined(__SANITIZE_THREAD__)
-#define MK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MK_TSAN 1
-#endif
-#endif
-#ifndef MK_TSAN
-#define MK_TSAN 0
-#endif
+#include "sanitizer.h"
 
 static long minor_faults(void) {
     struct rusage ru;

@@ -42,16 +42,7 @@
 /* ThreadSanitizer reports an unlock by a non-owner as a bug even when the
  * test provokes it on purpose to see MK_EPERM, and then makes every later
  * process exit with status 66; those checks are left out under TSan. */
-#if defined(__SANITIZE_THREAD__)
-#define MK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MK_TSAN 1
-#endif
-#endif
-#ifndef MK_TSAN
-#define MK_TSAN 0
-#endif
+#include "sanitizer.h"
 
 static char g_prefix[64]; /* "/mk-test-os-<pid>-" */
 static char g_file[128];  /* a file path for the file-backed tests */

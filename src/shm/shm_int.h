@@ -164,7 +164,12 @@ struct mk_shm {
     char name[MK_SHM_NAME_MAX + 1];
     _Atomic uint32_t local; /* this handle's threads, one at a time: 0 free, 1 held, 2 waiters */
     mk__shm_cache *cache;   /* this process's cache table, NULL: none */
-    uint64_t epoch;         /* mk__os_fork_epoch() at open: a forked child's copy differs */
+    /* Private hints of the cache's collection (cache.c): per list, its
+     * fewest blocks since the last collection; frees left before the next
+     * may run. Not in the segment: only the living owner uses them. */
+    uint8_t low[MK__SHM_CACHE_BINS];
+    uint32_t gc_wait;
+    uint64_t epoch; /* mk__os_fork_epoch() at open: a forked child's copy differs */
 };
 
 /* Block kinds as classify() sees them. */

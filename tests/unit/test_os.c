@@ -491,6 +491,13 @@ static void test_mutex_owner_dead(void **state) {
     assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);
 }
 
+/* Another process sees a mutex that is not recoverable as such, at once
+ * (alarm: a lock left set by the first refusal would hang it). */
+static int child_lock_not_recoverable(void *arg) {
+    alarm(20);
+    return mk__os_mutex_lock(arg) == MK_ENOTRECOVERABLE ? 0 : 1;
+}
+
 static void test_mutex_not_recoverable(void **state) {
     (void)state;
     mk__os_mutex *m = shared_page();
@@ -499,6 +506,8 @@ static void test_mutex_not_recoverable(void **state) {
     assert_int_equal(mk__os_mutex_trylock(m), MK_EOWNERDEAD);
     assert_int_equal(mk__os_mutex_unlock(m), MK_OK); /* without consistent */
     assert_int_equal(mk__os_mutex_lock(m), MK_ENOTRECOVERABLE);
+    assert_int_equal(mk__os_mutex_lock(m), MK_ENOTRECOVERABLE);
+    assert_int_equal(reap(spawn(child_lock_not_recoverable, m)), 0);
     assert_int_equal(mk__os_mutex_trylock(m), MK_ENOTRECOVERABLE);
     mk__os_mutex_destroy(m);
     assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);

@@ -828,6 +828,46 @@ static void test_cache_room(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* A cache at its budget gives back the blocks it did not use (the
+ * collection): a cache filled with blocks of about OLD bytes, then cycling
+ * blocks of NEW bytes (larger than any gap left under the budget),
+ * ends up serving the new span without the engine. Without the collection
+ * every free of the new span would go to the heap and every allocation
+ * would be a refill: n_alloc would grow with every cycle. */
+static void test_cache_collect(void **state) {
+    (void)state;
+    const char *name = nm("cache-gc");
+    enum { BUDGET = 64 * 1024, OLD = 1000, NEW = 2000, FILL = 64 };
+    mk_shm_config cfg = {.size = 4 * MB, .policy = MK_POLICY_TLSF, .cache_bytes = BUDGET};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    /* Fill the cache to its budget with blocks of 16 spans from OLD bytes up. */
+    static mk_off o[FILL];
+    for (int i = 0; i < FILL; i++) RC(mk_shm_alloc(s, OLD + (size_t)(i % 16) * 16, &o[i]), MK_OK);
+    for (int i = 0; i < FILL; i++) RC(mk_shm_free(s, o[i]), MK_OK);
+    uint64_t full = info_of(s).cached_bytes;
+    assert_true(full > BUDGET - (NEW + 8) && full <= BUDGET); /* no room for a NEW block */
+    /* Cycle NEW-byte blocks, a few live at a time, long enough for two
+     * collections (one to set the low-water marks, one to use them). */
+    mk_off a[4];
+    for (int round = 0; round < 200; round++) {
+        for (int k = 0; k < 4; k++) RC(mk_shm_alloc(s, NEW, &a[k]), MK_OK);
+        for (int k = 0; k < 4; k++) RC(mk_shm_free(s, a[k]), MK_OK);
+    }
+    uint64_t n0 = stats_of(s).n_alloc, f0 = stats_of(s).n_free;
+    for (int round = 0; round < 100; round++) {
+        for (int k = 0; k < 4; k++) RC(mk_shm_alloc(s, NEW, &a[k]), MK_OK);
+        for (int k = 0; k < 4; k++) RC(mk_shm_free(s, a[k]), MK_OK);
+    }
+    assert_int_equal(stats_of(s).n_alloc, n0); /* all from the cache */
+    assert_int_equal(stats_of(s).n_free, f0);
+    assert_true(info_of(s).cached_bytes < full); /* old blocks went back */
+    assert_true(info_of(s).cached_bytes <= BUDGET);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* A dead process's cache comes back whole; a forked child's copy of a
  * handle does not touch its parent's cache. */
 static void test_cache_dead_process(void **state) {
@@ -968,6 +1008,7 @@ int main(void) {
         cmocka_unit_test(test_cache_basics),
         cmocka_unit_test(test_cache_damage),
         cmocka_unit_test(test_cache_room),
+        cmocka_unit_test(test_cache_collect),
         cmocka_unit_test(test_cache_dead_process),
         cmocka_unit_test(test_cache_random),
     };

@@ -345,16 +345,30 @@ void mk__journal_payload_words(mk__hdr *h, mk_off b) {
     mk__journal_log(h, mk__word(h, b + span - 8));
 }
 
-static int move_block(mk__hdr *h, mk_off b, uint64_t span, mk_off *nb) {
+/* Move used block b to a new block of span: its payload is copied but for
+ * its last skip_tail bytes, the old block is released. */
+static int move_block(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
     int rc = alloc_or_flush(h, span, MK__GRAIN, nb, MK__OP_REALLOC, b + MK__TAGW, span);
     if (rc != MK_OK) return rc;
     mk__journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);
-    uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW;
+    uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW - skip_tail;
     memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, b + MK__TAGW), keep);
     if (ops->coalesces && mk__neighbours_ok(h, b) != MK_OK) return MK_ECORRUPT;
     return ops->release(h, b);
+}
+
+int mk__region_resize_op(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb) {
+    uint64_t old_span = mk__bspan(h, b);
+    int rc = mk__ops(h)->resize(h, b, span);
+    *nb = b;
+    if (rc == MK_ENOMEM) rc = move_block(h, b, span, skip_tail, nb);
+    if (rc == MK_OK)
+        mk__count_op(h, mk__bspan(h, *nb), old_span, 0, &h->c.n_realloc);
+    else if (rc == MK_ECORRUPT)
+        mk__journal_undo(h);
+    return rc;
 }
 
 int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
@@ -366,21 +380,14 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     if (rc == MK_OK) rc = mk__neighbours_ok(h, b);
     if (rc != MK_OK) return rc;
     if (size > h->data_end - h->data_start) return MK_ETOOBIG;
-    const mk__policy_ops *ops = mk__ops(h);
-    uint64_t span = mk__span_for(size ? size : 1, ops->min_span);
-    uint64_t old_span = mk__bspan(h, b);
+    uint64_t span = mk__span_for(size ? size : 1, mk__ops(h)->min_span);
     mk__journal_begin(h, MK__OP_REALLOC, off, size, 0);
-    rc = ops->resize(h, b, span);
     mk_off nb = b;
-    if (rc == MK_ENOMEM) rc = move_block(h, b, span, &nb);
-    if (rc == MK_OK) {
-        mk__count_op(h, mk__bspan(h, nb), old_span, 0, &h->c.n_realloc);
+    rc = mk__region_resize_op(h, b, span, 0, &nb);
+    if (rc == MK_OK)
         *out = nb + MK__TAGW;
-    } else if (rc == MK_ENOMEM) {
+    else if (rc == MK_ENOMEM)
         bump(h, &h->c.n_failed);
-    } else if (rc == MK_ECORRUPT) {
-        mk__journal_undo(h);
-    }
     mk__journal_end(h);
     return rc;
 }

@@ -166,29 +166,14 @@ int mk_shm_free(mk_shm *s, mk_off off) {
     return rc;
 }
 
-/* One attempt at a resize (inside an operation). MK_ENOMEM: nothing written. */
+/* One attempt at a resize (inside an operation). MK_ENOMEM: nothing
+ * written. A moved block's copy leaves out the owner word (re-tagged). */
 static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64_t trailer,
                        mk_off *nb) {
-    const mk__policy_ops *ops = mk__ops(h);
-    uint64_t span = mk__span_for(need ? need : 1, ops->min_span);
-    uint64_t tail = trailer ? 8 : 0;
-    int rc = ops->resize(h, blk->b, span);
-    *nb = blk->b;
-    if (rc == MK_ENOMEM) {
-        rc = ops->alloc(h, span, MK__GRAIN, nb);
-        if (rc != MK_OK) return rc;
-        mk__journal_payload_words(h, *nb);
-        uint64_t old_span = blk->span, new_span = mk__bspan(h, *nb);
-        uint64_t keep = (old_span < new_span ? old_span : new_span) - MK__TAGW - tail;
-        memcpy(mk__word(h, *nb + MK__TAGW), mk__word(h, blk->b + MK__TAGW), (size_t)keep);
-        rc = mk__neighbours_ok(h, blk->b);
-        if (rc == MK_OK) rc = ops->release(h, blk->b);
-    }
-    if (rc == MK_ECORRUPT) mk__journal_undo(h); /* leave damage as it was found */
-    if (rc != MK_OK) return rc;
-    if (trailer) mk__shm_tag_block(h, *nb, trailer); /* resize rewrote the header: re-tag */
-    mk__count_op(h, mk__bspan(h, *nb), blk->span, 0, &h->c.n_realloc);
-    return MK_OK;
+    uint64_t span = mk__span_for(need ? need : 1, mk__ops(h)->min_span);
+    int rc = mk__region_resize_op(h, blk->b, span, trailer ? 8 : 0, nb);
+    if (rc == MK_OK && trailer) mk__shm_tag_block(h, *nb, trailer); /* the header was rewritten */
+    return rc;
 }
 
 int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {

@@ -109,7 +109,8 @@ typedef struct mk_shm_config {
     unsigned flags;   /**< MK_SHM_* flags */
     /** Most bytes of freed blocks each attached process may keep in its
      *  cache (allocations of up to MK_SHM_CACHE_MAX_SIZE bytes are served
-     *  from it without the segment lock). 0 = MK_SHM_CACHE_DEFAULT_BYTES.
+     *  from it without the segment lock). 0 = the default: 1/64 of the
+     *  initial size (MK_SHM_CACHE_SHARE), at most MK_SHM_CACHE_DEFAULT_BYTES.
      *  A cache takes a table of about 4 KiB from the segment per process;
      *  none is made in segments smaller than MK_SHM_CACHE_MIN_SEGMENT. */
     size_t cache_bytes;
@@ -117,8 +118,10 @@ typedef struct mk_shm_config {
 
 /** Largest request served by the per-process caches. */
 #define MK_SHM_CACHE_MAX_SIZE 4096
-/** Default of mk_shm_config.cache_bytes. */
-#define MK_SHM_CACHE_DEFAULT_BYTES ((size_t)256 * 1024)
+/** Largest default of mk_shm_config.cache_bytes (segments of 64 MiB and up). */
+#define MK_SHM_CACHE_DEFAULT_BYTES ((size_t)1024 * 1024)
+/** The default budget is the segment's initial size over this. */
+#define MK_SHM_CACHE_SHARE 64
 /** Segments smaller than this (at attach time) get no caches. */
 #define MK_SHM_CACHE_MIN_SEGMENT ((size_t)1024 * 1024)
 

@@ -14,6 +14,7 @@
 #ifndef MK_OS_H
 #define MK_OS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -223,7 +224,11 @@ uint64_t mk__os_process_id(void);
  * the epoch after mk__os_fork_watch can tell it is a copy inherited by a
  * child. MK_OK, MK_EOS. Win32 has no fork: the epoch never changes. */
 int mk__os_fork_watch(void);
-uint64_t mk__os_fork_epoch(void);
+/* The epoch is read on every cache operation of a shared heap: inline. */
+extern _Atomic uint64_t mk__os_fork_counter;
+static inline uint64_t mk__os_fork_epoch(void) {
+    return atomic_load_explicit(&mk__os_fork_counter, memory_order_relaxed);
+}
 
 /* Start time of process pid in an OS-specific unit (clock ticks since boot
  * from /proc/PID/stat field 22; FILETIME of creation on Win32). Together

@@ -516,11 +516,13 @@ uint64_t mk__os_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
 
 uint64_t mk__os_process_id(void) { return (uint64_t)getpid(); }
 
-static _Atomic uint64_t fork_epoch;
+_Atomic uint64_t mk__os_fork_counter;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static int fork_watch_rc;
 
-static void fork_child(void) { atomic_fetch_add_explicit(&fork_epoch, 1, memory_order_relaxed); }
+static void fork_child(void) {
+    atomic_fetch_add_explicit(&mk__os_fork_counter, 1, memory_order_relaxed);
+}
 static void fork_register(void) {
     int e = pthread_atfork(NULL, NULL, fork_child);
     fork_watch_rc = e ? mk__os_fail(e) : MK_OK;
@@ -530,8 +532,6 @@ int mk__os_fork_watch(void) {
     pthread_once(&fork_once, fork_register);
     return fork_watch_rc;
 }
-
-uint64_t mk__os_fork_epoch(void) { return atomic_load_explicit(&fork_epoch, memory_order_relaxed); }
 
 /* Write "/proc/<pid>/stat" into buf (at least 40 bytes) without stdio. */
 static void mk_stat_path(uint64_t pid, char *buf) {

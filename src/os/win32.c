@@ -855,7 +855,7 @@ uint64_t mk__os_thread_id(void) { return GetCurrentThreadId(); }
 uint64_t mk__os_process_id(void) { return GetCurrentProcessId(); }
 
 int mk__os_fork_watch(void) { return MK_OK; } /* no fork() on Windows */
-uint64_t mk__os_fork_epoch(void) { return 0; }
+_Atomic uint64_t mk__os_fork_counter;         /* never changes */
 
 static uint64_t mk_filetime(FILETIME ft) {
     return ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;

@@ -70,6 +70,12 @@ static inline void step(void) {
     MK__CRASH_POINT(); /* test builds: a crash between two steps */
 }
 
+/* Whether a list of n blocks of span has room for one more: n < bin_cap(span)
+ * without the division (on every free). */
+static inline bool below_cap(uint64_t n, uint64_t span) {
+    return n < BIN_MIN || (n < MK__SHM_CACHE_MAX_LEN && (n + 1) * span <= BIN_BYTES);
+}
+
 static uint64_t bin_cap(uint64_t span) {
     uint64_t n = BIN_BYTES / span;
     if (n < BIN_MIN) n = BIN_MIN;
@@ -308,7 +314,7 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
         if (rc != MK_OK) return rc;
         if (c->bytes + span > budget(s)) return MK_ENOENT;
     }
-    if (bin->count < bin_cap(span)) return MK_OK;
+    if (below_cap(bin->count, span)) return MK_OK;
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
     rc = trim_bin(s, c, span / 16, bin->count / 2);

@@ -94,6 +94,17 @@ static int sync_map(mk_shm *s) {
     return map_to(s, page_round(want) <= objsz ? page_round(want) : want);
 }
 
+/* The per-process cache budget: the caller's, else 1/MK_SHM_CACHE_SHARE of
+ * the initial size up to MK_SHM_CACHE_DEFAULT_BYTES. Scaled, so that the
+ * caches of a few processes cannot hold a small segment's free space; a
+ * large segment gets the budget that makes two processes scale (1 MiB:
+ * docs/BENCHMARKS.md, the budget sweep). */
+static uint64_t cache_budget(const mk_shm_config *cfg, uint64_t size) {
+    if (cfg->cache_bytes) return cfg->cache_bytes;
+    uint64_t share = size / MK_SHM_CACHE_SHARE;
+    return share < MK_SHM_CACHE_DEFAULT_BYTES ? share : MK_SHM_CACHE_DEFAULT_BYTES;
+}
+
 /* ---- lock ------------------------------------------------------------------------- */
 
 /* The previous owner died holding the lock: undo its operation, check
@@ -112,8 +123,6 @@ static int repair(mk_shm *s) {
     }
     return MK_OK;
 }
-
-bool mk__shm_inherited(const mk_shm *s) { return s->epoch != mk__os_fork_epoch(); }
 
 int mk__shm_lock_shared(mk_shm *s) {
     int rc = mk__os_mutex_lock(mk__shm_mutex(s->h));
@@ -386,8 +395,7 @@ static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t m
     m->max_size = max;
     m->flags = cfg->flags & (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE);
     m->creator_pid = mk__os_process_id();
-    if (!(cfg->flags & MK_SHM_NO_CACHE))
-        m->cache_bytes = cfg->cache_bytes ? cfg->cache_bytes : MK_SHM_CACHE_DEFAULT_BYTES;
+    if (!(cfg->flags & MK_SHM_NO_CACHE)) m->cache_bytes = cache_budget(cfg, h->size);
     memcpy(m->name, s->name, sizeof m->name);
     h->user[MK__U_META] = s->meta;
     h->user[MK__U_VERSION] = MK__SHM_VERSION;

@@ -239,7 +239,7 @@ void mk__shm_unlock(mk_shm *s);
 int mk__shm_lock_shared(mk_shm *s);
 void mk__shm_unlock_shared(mk_shm *s);
 /* Whether s is a copy inherited through fork() (no system call). */
-bool mk__shm_inherited(const mk_shm *s);
+static inline bool mk__shm_inherited(const mk_shm *s) { return s->epoch != mk__os_fork_epoch(); }
 /* Grow the segment so that an allocation of need more bytes can fit.
  * MK_ENOMEM when it cannot grow (maximum reached, buddy). */
 int mk__shm_grow_locked(mk_shm *s, uint64_t need);

@@ -318,12 +318,14 @@ enum {
     OP_CACHE_ALLOC,
     OP_CACHE_REFILL,
     OP_CACHE_TRIM,
+    OP_CACHE_COLLECT,
     OP_COUNT
 };
 static const char *const op_names[OP_COUNT] = {
-    "alloc",        "alloc-aligned",   "alloc-owned",   "alloc-grow",   "free",       "free-owned",
-    "realloc-move", "realloc-inplace", "realloc-owned", "obj-create",   "obj-remove", "attach",
-    "detach",       "cache-free",      "cache-alloc",   "cache-refill", "cache-trim"};
+    "alloc",        "alloc-aligned", "alloc-owned",     "alloc-grow",    "free",
+    "free-owned",   "realloc-move",  "realloc-inplace", "realloc-owned", "obj-create",
+    "obj-remove",   "attach",        "detach",          "cache-free",    "cache-alloc",
+    "cache-refill", "cache-trim",    "cache-collect"};
 
 /* The blocks a child holds, in a page shared with the parent: recorded
  * when an allocation returns, dropped when a free returns. */
@@ -354,6 +356,23 @@ static void cache_free(mk_shm *s, mk_off o) {
 }
 
 static bool cache_op(int op) { return op >= OP_CACHE_FREE; }
+
+/* A cache at its budget with COLLECT_OLD blocks of spans 2016 and 2032 (8
+ * each: a list keeps 16 KiB), with no room for a 3000-byte block, whose
+ * next free of one collects (src/shm/cache.c): the first free over the
+ * budget collects nothing (no low-water marks yet) and sends the next
+ * GC_WAIT (64) to the heap, the one after collects. The caches' segments
+ * of 2 MiB get a budget of 32 KiB. */
+enum { COLLECT_OLD = 16, COLLECT_WAIT = 64, COLLECT_BYTES = 8 * 2016 + 8 * 2032 };
+static void collect_prepare(mk_shm *s, mk_off *many) {
+    mk_shm_info in;
+    CHECK(mk_shm_get_info(s, &in), MK_OK);
+    if (in.cache_bytes < COLLECT_BYTES || in.cache_bytes >= COLLECT_BYTES + 3008)
+        DIE("cache-collect: a budget of %" PRIu64 " does not fit the test", in.cache_bytes);
+    for (int i = 0; i < COLLECT_OLD + COLLECT_WAIT + 2; i++)
+        cache_alloc(s, i < COLLECT_OLD ? 2000 + (size_t)(i % 2) * 16 : 3000, &many[i]);
+    for (int i = 0; i < COLLECT_OLD + COLLECT_WAIT + 1; i++) cache_free(s, many[i]);
+}
 
 static uint64_t g_crash_at;
 static void crash_hook(uint64_t step) {
@@ -413,7 +432,7 @@ static void crash_child(int op, uint64_t k) {
         _exit(0);
     }
     s = child_open();
-    mk_off a = 0, n = 0, many[80];
+    mk_off a = 0, n = 0, many[100];
     if (cache_op(op)) {
         switch (op) { /* preparation */
         case OP_CACHE_FREE:
@@ -429,6 +448,9 @@ static void crash_child(int op, uint64_t k) {
             for (int i = 0; i < 80; i++) cache_alloc(s, 300, &many[i]);
             for (int i = 0; i < 40; i++) cache_free(s, many[i]);
             break;
+        case OP_CACHE_COLLECT:
+            collect_prepare(s, many);
+            break;
         }
         arm(k);
         switch (op) {
@@ -443,6 +465,9 @@ static void crash_child(int op, uint64_t k) {
             break;
         case OP_CACHE_TRIM: /* 40 more than a list holds: at least one trim */
             for (int i = 40; i < 80; i++) cache_free(s, many[i]);
+            break;
+        case OP_CACHE_COLLECT: /* a collection that gives back the OLD blocks */
+            cache_free(s, many[COLLECT_OLD + COLLECT_WAIT + 1]);
             break;
         }
         mk__test_crash_hook = NULL;

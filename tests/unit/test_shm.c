@@ -695,7 +695,7 @@ static void test_cache_basics(void **state) {
     (void)state;
     const char *name = nm("cache");
     mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_TLSF, 0);
-    assert_int_equal(info_of(s).cache_bytes, MK_SHM_CACHE_DEFAULT_BYTES);
+    assert_int_equal(info_of(s).cache_bytes, 4 * MB / MK_SHM_CACHE_SHARE); /* the default */
     mk_off a, b, z;
     RC(mk_shm_alloc(s, 100, &a), MK_OK);
     mk_stats st0 = stats_of(s);
@@ -873,7 +873,9 @@ static void test_cache_collect(void **state) {
 static void test_cache_dead_process(void **state) {
     (void)state;
     const char *name = nm("cache-dead");
-    mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_FIRST_FIT, 0);
+    mk_shm_config cfg = {.size = 4 * MB, .policy = MK_POLICY_FIRST_FIT, .cache_bytes = 256 * KB};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
     mk_off mine;
     RC(mk_shm_alloc(s, 64, &mine), MK_OK);
     fill(mk_shm_ptr(s, mine), 64, 3);

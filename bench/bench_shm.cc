@@ -255,10 +255,12 @@ struct ProcResult {
 struct Shared {
     ProcResult proc[MAX_PROCS];
     /* fragmentation pass: global quantities, updated by every child */
-    std::atomic<uint64_t> live;      /* live requested bytes now */
-    std::atomic<uint64_t> peak_live; /* its peak */
-    std::atomic<uint64_t> peak_used; /* boost: peak of bytes in use (sampled after each op) */
-    std::atomic<uint64_t> lo, hi;    /* lowest block start, highest block end (offsets) */
+    std::atomic<uint64_t> live;       /* live requested bytes now */
+    std::atomic<uint64_t> peak_live;  /* its peak */
+    std::atomic<uint64_t> peak_used;  /* boost: peak of bytes in use (sampled after each op) */
+    std::atomic<uint64_t> lo, hi;     /* lowest block start, highest block end (offsets) */
+    std::atomic<uint64_t> spans;      /* memkit: spans of the live blocks now (header included) */
+    std::atomic<uint64_t> peak_spans; /* its peak */
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "need lock-free atomics");
 
@@ -308,9 +310,17 @@ void replay_mk(mk_shm *s, mk_off *slots, const Op *ops, size_t from, size_t to, 
                 mk_shm_usable_size(s, *sl, &us);
                 atomic_min(shared_page->lo, *sl);
                 atomic_max(shared_page->hi, *sl + us);
+                atomic_max(shared_page->peak_spans,
+                           shared_page->spans.fetch_add(us + 8, std::memory_order_relaxed) + us +
+                               8);
                 frag_live(o);
             }
         } else if (*sl) {
+            if (FRAG) {
+                size_t us = 0;
+                mk_shm_usable_size(s, *sl, &us);
+                shared_page->spans.fetch_sub(us + 8, std::memory_order_relaxed);
+            }
             if (__builtin_expect(mk_shm_free(s, *sl) != MK_OK, 0)) c.errors++;
             *sl = 0;
             if (FRAG) frag_live(o);
@@ -400,6 +410,7 @@ struct RunResult {
     bool cut = false;
     /* fragmentation pass */
     uint64_t peak_live = 0, peak_used = 0, footprint = 0;
+    uint64_t peak_held = 0; /* memkit: peak of the engine's bytes in use, caches included */
     int valid = MK_OK;
 };
 
@@ -603,7 +614,8 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
     if (al.kind == K_MEMKIT) {
         mk_stats st;
         if (mk_shm_stats(parent_mk, &st) != MK_OK) die("mk_shm_stats failed");
-        rr.peak_used = st.peak_used - used0;
+        rr.peak_used = shared_page->peak_spans.load();
+        rr.peak_held = st.peak_used - used0;
         mk_fault fault;
         memset(&fault, 0, sizeof fault);
         rr.valid = mk_shm_validate(parent_mk, &fault);
@@ -885,9 +897,9 @@ int main(int argc, char **argv) {
         int n = opt.procs[p];
         printf("\n== %d process%s on one segment%s\n", n, n > 1 ? "es" : "",
                n > 1 ? " (each allocates and frees its own blocks)" : "");
-        printf("%-12s %8s %8s %8s %8s %8s %7s %8s %8s %8s %7s %7s %9s %6s\n", "allocator", "ns/op",
-               "min", "max", "cpu ns", "Mops/s", "x boost", "x glibc", p ? "scaling" : "",
-               "vcsw/kop", "used", "foot", "peak live", "failed");
+        printf("%-12s %8s %8s %8s %8s %8s %7s %8s %8s %8s %7s %7s %7s %9s %6s\n", "allocator",
+               "ns/op", "min", "max", "cpu ns", "Mops/s", "x boost", "x glibc", p ? "scaling" : "",
+               "vcsw/kop", "used", "held", "foot", "peak live", "failed");
         for (int a = 0; a < N_ALLOCS; a++) {
             if (!opt.on[a]) continue;
             const Row &r = rows[p][size_t(a)];
@@ -904,18 +916,20 @@ int main(int argc, char **argv) {
             }
             char scal[32] = "";
             if (p) snprintf(scal, sizeof scal, "%.3f", median(r.scaling));
-            char used[32] = "-", foot[32] = "-", live[32] = "-";
+            char used[32] = "-", held[32] = "-", foot[32] = "-", live[32] = "-";
             if (opt.frag) {
                 snprintf(used, sizeof used, "%.4f", ratio(r.frag.peak_used, r.frag.peak_live));
+                if (r.frag.peak_held)
+                    snprintf(held, sizeof held, "%.4f", ratio(r.frag.peak_held, r.frag.peak_live));
                 snprintf(foot, sizeof foot, "%.4f", ratio(r.frag.footprint, r.frag.peak_live));
                 snprintf(live, sizeof live, "%.2fMiB", double(r.frag.peak_live) / double(MIB));
             }
-            printf("%-12s %7.1f%s %8.1f %8.1f %8.1f %8.2f %7.3f %8.3f %8s %8.2f %7s %7s %9s "
+            printf("%-12s %7.1f%s %8.1f %8.1f %8.1f %8.2f %7.3f %8.3f %8s %8.2f %7s %7s %7s %9s "
                    "%6" PRIu64 "\n",
                    allocators[a].name, median(ns), cut ? "*" : " ",
                    *std::min_element(ns.begin(), ns.end()), *std::max_element(ns.begin(), ns.end()),
                    median(cpu), median(mops), median(r.vs_boost), median(r.vs_glibc), scal,
-                   median(csw), used, foot, live, failed + r.frag.failed);
+                   median(csw), used, held, foot, live, failed + r.frag.failed);
         }
     }
     printf("\n  ns/op: per process, own wall time / own ops (mean over processes); cpu ns: the "
@@ -924,9 +938,12 @@ int main(int argc, char **argv) {
            "theirs in the same round\n"
            "  scaling: Mops/s over the same allocator's with %d process in the same round; "
            "vcsw/kop: voluntary context\n"
-           "  switches per 1000 ops (sleeps on a contended lock); used, foot: peak bytes in use, "
-           "footprint,\n"
-           "  over peak live requested bytes (untimed pass; bench/README.md)\n",
+           "  switches per 1000 ops (sleeps on a contended lock); used: peak bytes of live blocks "
+           "(headers\n"
+           "  included); held: memkit, peak bytes the heap counts in use (live blocks and the "
+           "per-process\n"
+           "  caches); foot: footprint; all over peak live requested bytes (untimed pass; "
+           "bench/README.md)\n",
            opt.procs[0]);
     printf("\nload average at end %s\n", load1.c_str());
     bool any_cut = false;
@@ -992,9 +1009,9 @@ int main(int argc, char **argv) {
                 if (opt.frag)
                     fprintf(f,
                             ",\"peak_live_bytes\":%" PRIu64 ",\"peak_used_bytes\":%" PRIu64
-                            ",\"footprint_bytes\":%" PRIu64
+                            ",\"peak_held_bytes\":%" PRIu64 ",\"footprint_bytes\":%" PRIu64
                             ",\"used_ratio\":%.6f,\"footprint_ratio\":%.6f",
-                            r.frag.peak_live, r.frag.peak_used, r.frag.footprint,
+                            r.frag.peak_live, r.frag.peak_used, r.frag.peak_held, r.frag.footprint,
                             ratio(r.frag.peak_used, r.frag.peak_live),
                             ratio(r.frag.footprint, r.frag.peak_live));
                 if (allocators[a].kind == K_MEMKIT) {

@@ -8,6 +8,7 @@ SEED    ?= 12345
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build run run-pools check check-release check-debug check-asan check-tsan fuzz \
+        check-windows \
         bench bench-deps bench-policies bench-shm bench-ipc bench-malloc format format-check clean
 
 all: build
@@ -47,6 +48,11 @@ check-asan:
 	$(call variant,build-asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_SANITIZE=address -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 check-tsan:
 	$(call variant,build-tsan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DMK_SANITIZE=thread -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+
+# The Win32 platform layer: cross-built with mingw-w64, a smoke test run
+# under Wine (not part of check: it installs mingw-w64 and Wine).
+check-windows:
+	scripts/check-windows
 
 # libFuzzer targets, each run for a bounded time on its seed corpus.
 fuzz:

@@ -87,10 +87,13 @@ enum {
 };
 
 /* Create a shared-memory object of size bytes (zero-filled) with the given
- * permission mode (0600 ...; ignored on Win32). flags: MK__SHM_EXCL.
- * MK_EINVAL (bad name, size 0), MK_EEXIST, MK_EPERM, MK_EOS. */
-int mk__os_shm_create(const char *name, uint64_t size, unsigned mode, unsigned flags,
-                      mk__os_shm *out);
+ * permission mode (0600 ...; ignored on Win32), that mk__os_shm_resize may
+ * grow to max_size bytes (0: size; Win32 sizes its section to max_size
+ * now, since a section cannot grow; POSIX ignores it). flags:
+ * MK__SHM_EXCL. MK_EINVAL (bad name, size 0, max_size below size),
+ * MK_EEXIST, MK_EPERM, MK_EOS. */
+int mk__os_shm_create(const char *name, uint64_t size, uint64_t max_size, unsigned mode,
+                      unsigned flags, mk__os_shm *out);
 
 /* Open an existing object; out->size is its current size.
  * MK_EINVAL, MK_ENOENT, MK_EPERM, MK_EOS. */

@@ -201,9 +201,10 @@ static int mk_open_finish(int fd, bool is_file, mk__os_shm *out) {
     return MK_OK;
 }
 
-int mk__os_shm_create(const char *name, uint64_t size, unsigned mode, unsigned flags,
-                      mk__os_shm *out) {
+int mk__os_shm_create(const char *name, uint64_t size, uint64_t max_size, unsigned mode,
+                      unsigned flags, mk__os_shm *out) {
     if (!mk_shm_name_ok(name) || size == 0 || out == NULL) return MK_EINVAL;
+    if (max_size != 0 && max_size < size) return MK_EINVAL; /* else unused: objects grow */
     if (flags & ~(unsigned)MK__SHM_EXCL) return MK_EINVAL;
     bool excl = flags & MK__SHM_EXCL;
     int oflag = O_CREAT | O_RDWR | O_CLOEXEC | (excl ? O_EXCL : 0);

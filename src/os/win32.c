@@ -1,10 +1,14 @@
 /*
  * The platform layer for Windows (Win32 API); os.h states every contract.
  *
- * STATUS: compiles with mingw-w64 (-std=c11 -Wall -Wextra -Werror) but has
- * not been run yet: tests/win (under Wine or on Windows) must exercise it
- * before anything depends on it. Where it cannot honour os.h it says so
- * below and returns MK_ENOTSUP rather than pretending.
+ * STATUS: compiles with mingw-w64 (-std=c11 -Wall -Wextra -Werror), and
+ * tests/win/win_smoke.c runs on it under Wine 8 (make check-windows): a
+ * region, a shared segment with two handles, growth, the cache, the
+ * directory and an SPSC queue, and the process heap. Wine 8 has no
+ * placeholders, so there the fallback below runs; the placeholder path
+ * (Windows 10 1803 and later) is compiled but has not been run. The rest of
+ * the test suite (fork, cmocka) is POSIX only. Where this file cannot honour
+ * os.h it says so below and returns MK_ENOTSUP rather than pretending.
  *
  * Functions that only newer Windows exports (VirtualAlloc2, MapViewOfFile3,
  * UnmapViewOfFile2: Windows 10 1803; WaitOnAddress: Windows 8) are looked up
@@ -19,8 +23,12 @@
  *  - Reservations are "placeholders" (VirtualAlloc2 MEM_RESERVE_PLACEHOLDER)
  *    so that mk__os_shm_map can later put a view at a fixed address inside
  *    one. commit turns part of a placeholder into an ordinary allocation;
- *    release walks the range and frees every piece. Without VirtualAlloc2,
- *    reservations are ordinary and mk__os_shm_map(at != NULL) is MK_ENOTSUP.
+ *    release walks the range and frees every piece. Without placeholders
+ *    (no VirtualAlloc2, or one that refuses MEM_RESERVE_PLACEHOLDER, as
+ *    Wine 8's does: probed once), reservations are ordinary, and
+ *    mk__os_shm_map(at != NULL) frees the reserved range, maps the view
+ *    there and reserves the rest again: not atomic against other threads
+ *    of the process that reserve memory meanwhile (then MK_EOS).
  *    Placeholder splits are made at the addresses the caller gives; keeping
  *    them multiples of the 64 KiB allocation granularity is the safe choice.
  *  - Growing in place (mk__os_shm_map at an address that already holds a
@@ -28,9 +36,9 @@
  *    one. Unlike MAP_FIXED on Linux this is not atomic: during the swap the
  *    old pages are inaccessible to other threads of this process, so the
  *    caller must hold its segment lock across it.
- *  - Named shared-memory objects (paging-file sections) cannot grow:
- *    mk__os_shm_resize above the size the object was created with returns
- *    MK_ENOTSUP (create it with the maximum size up front, as os.h says),
+ *  - Named shared-memory objects (paging-file sections) cannot grow: the
+ *    section is created with max_size, and mk__os_shm_resize above it
+ *    returns MK_ENOTSUP,
  *    and shrinking only records the size. File-backed objects do grow: the
  *    file is extended and a new mapping object is made for later views.
  *  - mk__os_shm_unlink is a no-op (MK_OK after checking the name): a named
@@ -130,6 +138,17 @@ static BOOL CALLBACK mk_fn_load(PINIT_ONCE once, PVOID param, PVOID *ctx) {
     mk_fn.wake_all = (mk_WakeByAddress)mk_sym(kb, "WakeByAddressAll");
     mk_fn.gen_random = (mk_BCryptGenRandom)mk_sym(bc, "BCryptGenRandom");
     mk_fn.query_section = (mk_NtQuerySection)mk_sym(nt, "NtQuerySection");
+    /* Exported is not supported: Wine 8 exports VirtualAlloc2 but refuses
+     * MEM_RESERVE_PLACEHOLDER. One small placeholder says which it is. */
+    void *probe =
+        mk_fn.virtual_alloc2 == NULL
+            ? NULL
+            : mk_fn.virtual_alloc2(GetCurrentProcess(), NULL, 65536,
+                                   MEM_RESERVE | MEM_RESERVE_PLACEHOLDER, PAGE_NOACCESS, NULL, 0);
+    if (probe != NULL)
+        VirtualFree(probe, 0, MEM_RELEASE);
+    else
+        mk_fn.virtual_alloc2 = NULL, mk_fn.map_view3 = NULL, mk_fn.unmap_view2 = NULL;
     return TRUE;
 }
 
@@ -356,14 +375,18 @@ static int mk_section_size(HANDLE sec, uint64_t *out) {
     return MK_OK;
 }
 
-int mk__os_shm_create(const char *name, uint64_t size, unsigned mode, unsigned flags,
-                      mk__os_shm *out) {
+int mk__os_shm_create(const char *name, uint64_t size, uint64_t max_size, unsigned mode,
+                      unsigned flags, mk__os_shm *out) {
     (void)mode;
     wchar_t wname[MK_WNAME_MAX];
     if (!mk_shm_wname(name, wname) || size == 0 || out == NULL) return MK_EINVAL;
+    if (max_size != 0 && max_size < size) return MK_EINVAL;
     if (flags & ~(unsigned)MK__SHM_EXCL) return MK_EINVAL;
-    HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, (DWORD)(size >> 32),
-                                  (DWORD)size, wname);
+    /* The section gets the largest size now (its pages are demand-zero:
+     * committed, not touched); mk__os_shm_resize records growth in it. */
+    uint64_t sec = max_size ? max_size : size;
+    HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, (DWORD)(sec >> 32),
+                                  (DWORD)sec, wname);
     if (h == NULL) return mk_last();
     if (GetLastError() != ERROR_ALREADY_EXISTS) {
         mk_shm_set(out, h, NULL, size, false);
@@ -568,8 +591,41 @@ static int mk_make_placeholder(char *at, size_t len) {
     return MK_OK;
 }
 
+/* Map a view at a fixed address without placeholders (Windows before 10
+ * 1803, Wine 8): free what lies in [at, at+len) -- an earlier view, the
+ * reserved pages -- map the view there, and reserve again what the freed
+ * reservations held outside it. Not atomic: between the free and the map
+ * another thread of this process could take the range; the map then fails
+ * (MK_EOS) and the segment reports it. Callers hold their segment lock. */
+static int mk_map_fixed_plain(HANDLE sec, char *at, size_t len, void **out) {
+    char *end = at + len, *head = at, *tail = end;
+    for (char *p = at; p < end;) {
+        MEMORY_BASIC_INFORMATION mbi;
+        if (VirtualQuery(p, &mbi, sizeof mbi) == 0) return mk_last();
+        char *base = mbi.AllocationBase, *next = (char *)mbi.BaseAddress + mbi.RegionSize;
+        if (mbi.State != MEM_FREE) {
+            size_t whole = mk_alloc_size(base);
+            if (base < head) head = base;
+            if (base + whole > tail) tail = base + whole;
+            BOOL ok =
+                mbi.Type == MEM_MAPPED ? UnmapViewOfFile(base) : VirtualFree(base, 0, MEM_RELEASE);
+            if (!ok) return mk_last();
+            if (base + whole > next) next = base + whole;
+        }
+        p = next;
+    }
+    void *v = MapViewOfFileEx(sec, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, len, at);
+    if (v == NULL && GetLastError() == ERROR_ACCESS_DENIED)
+        v = MapViewOfFileEx(sec, FILE_MAP_READ, 0, 0, len, at);
+    int rc = v == NULL ? mk_last() : MK_OK;
+    if (head < at) (void)VirtualAlloc(head, (size_t)(at - head), MEM_RESERVE, PAGE_NOACCESS);
+    if (tail > end) (void)VirtualAlloc(end, (size_t)(tail - end), MEM_RESERVE, PAGE_NOACCESS);
+    if (rc == MK_OK) *out = v;
+    return rc;
+}
+
 static int mk_map_fixed(HANDLE sec, char *at, size_t len, void **out) {
-    if (!mk_have_placeholders()) return MK_ENOTSUP;
+    if (!mk_have_placeholders()) return mk_map_fixed_plain(sec, at, len, out);
     int rc = mk_make_placeholder(at, len);
     if (rc != MK_OK) return rc;
     void *v = mk_fn.map_view3(sec, GetCurrentProcess(), at, 0, len, MEM_REPLACE_PLACEHOLDER,

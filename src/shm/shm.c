@@ -425,7 +425,7 @@ int mk_shm_create(const char *name, const mk_shm_config *cfg, mk_shm **out) {
     int rc = handle_new(&s);
     if (rc != MK_OK) return rc;
     rc = file ? mk__os_file_create(name, size, mode, MK__SHM_EXCL, &s->os)
-              : mk__os_shm_create(name, size, mode, MK__SHM_EXCL, &s->os);
+              : mk__os_shm_create(name, size, max, mode, MK__SHM_EXCL, &s->os);
     if (rc == MK_EEXIST && (cfg->flags & MK_SHM_OPEN_EXISTING)) {
         handle_drop(s);
         return mk_shm_open(name, cfg->flags & MK_SHM_FILE, out);

@@ -150,7 +150,7 @@ static void *shared_page(void) {
     mk__os_shm shm;
     void *p = NULL;
     assert_int_equal(
-        mk__os_shm_create(shm_name(name, sizeof name, "anon"), g_page, 0600, MK__SHM_EXCL, &shm),
+        mk__os_shm_create(shm_name(name, sizeof name, "anon"), g_page, 0, 0600, MK__SHM_EXCL, &shm),
         MK_OK);
     assert_int_equal(mk__os_shm_map(&shm, NULL, g_page, &p), MK_OK);
     mk__os_shm_close(&shm);
@@ -267,12 +267,12 @@ static void test_shm_names(void **state) {
     longname[sizeof longname - 1] = '\0';
     const char *bad[] = {"noslash", "/", "/a/b", longname, NULL};
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(mk__os_shm_create(bad[i], g_page, 0600, 0, &shm), MK_EINVAL);
+        assert_int_equal(mk__os_shm_create(bad[i], g_page, 0, 0600, 0, &shm), MK_EINVAL);
         assert_int_equal(mk__os_shm_open(bad[i], 0, &shm), MK_EINVAL);
         assert_int_equal(mk__os_shm_unlink(bad[i]), MK_EINVAL);
     }
     char name[96];
-    assert_int_equal(mk__os_shm_create(shm_name(name, sizeof name, "z"), 0, 0600, 0, &shm),
+    assert_int_equal(mk__os_shm_create(shm_name(name, sizeof name, "z"), 0, 0, 0600, 0, &shm),
                      MK_EINVAL);
 }
 
@@ -282,13 +282,13 @@ static void test_shm_create_open(void **state) {
     shm_name(name, sizeof name, "co");
     mk__os_shm a, b;
     assert_int_equal(mk__os_shm_open(name, 0, &b), MK_ENOENT);
-    assert_int_equal(mk__os_shm_create(name, 3 * g_page, 0600, MK__SHM_EXCL, &a), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, 3 * g_page, 0, 0600, MK__SHM_EXCL, &a), MK_OK);
     assert_true(a.handle >= 0);
     assert_false(a.is_file);
     assert_int_equal(a.size, 3 * g_page);
-    assert_int_equal(mk__os_shm_create(name, 3 * g_page, 0600, MK__SHM_EXCL, &b), MK_EEXIST);
+    assert_int_equal(mk__os_shm_create(name, 3 * g_page, 0, 0600, MK__SHM_EXCL, &b), MK_EEXIST);
     /* without EXCL an existing object is opened and never shrunk */
-    assert_int_equal(mk__os_shm_create(name, g_page, 0600, 0, &b), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, g_page, 0, 0600, 0, &b), MK_OK);
     assert_int_equal(b.size, 3 * g_page);
     mk__os_shm_close(&b);
     assert_int_equal(mk__os_shm_open(name, 0, &b), MK_OK);
@@ -313,7 +313,7 @@ static void test_shm_two_views(void **state) {
     shm_name(name, sizeof name, "views");
     mk__os_shm a, b;
     void *v1 = NULL, *v2 = NULL, *v3 = NULL;
-    assert_int_equal(mk__os_shm_create(name, 2 * g_page, 0600, MK__SHM_EXCL, &a), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, 2 * g_page, 0, 0600, MK__SHM_EXCL, &a), MK_OK);
     assert_int_equal(mk__os_shm_open(name, 0, &b), MK_OK);
     assert_int_equal(mk__os_shm_map(&a, NULL, 2 * g_page, &v1), MK_OK);
     assert_int_equal(mk__os_shm_map(&a, NULL, 2 * g_page, &v2), MK_OK);
@@ -343,7 +343,7 @@ static void test_shm_grow_in_place(void **state) {
     mk__os_shm shm, other;
     void *base = NULL, *v = NULL, *w = NULL;
     assert_int_equal(mk__os_reserve(16 * g_page, &base), MK_OK);
-    assert_int_equal(mk__os_shm_create(name, 2 * g_page, 0600, MK__SHM_EXCL, &shm), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, 2 * g_page, 0, 0600, MK__SHM_EXCL, &shm), MK_OK);
     assert_int_equal(mk__os_shm_map(&shm, (char *)base + 1, 2 * g_page, &v), MK_EINVAL);
     assert_int_equal(mk__os_shm_map(&shm, base, 2 * g_page, &v), MK_OK);
     assert_ptr_equal(v, base);
@@ -380,7 +380,7 @@ static void test_shm_readonly(void **state) {
     shm_name(name, sizeof name, "ro");
     mk__os_shm a, r;
     void *v = NULL, *rv = NULL;
-    assert_int_equal(mk__os_shm_create(name, g_page, 0600, MK__SHM_EXCL, &a), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, g_page, 0, 0600, MK__SHM_EXCL, &a), MK_OK);
     assert_int_equal(mk__os_shm_map(&a, NULL, g_page, &v), MK_OK);
     ((unsigned char *)v)[10] = 10;
     assert_int_equal(mk__os_shm_open(name, MK__SHM_READONLY, &r), MK_OK);
@@ -444,7 +444,7 @@ static void test_shm_list(void **state) {
     char name[96];
     mk__os_shm shm;
     shm_name(name, sizeof name, "listed");
-    assert_int_equal(mk__os_shm_create(name, g_page, 0600, MK__SHM_EXCL, &shm), MK_OK);
+    assert_int_equal(mk__os_shm_create(name, g_page, 0, 0600, MK__SHM_EXCL, &shm), MK_OK);
     mk__os_shm_close(&shm);
     struct list_probe lp = {name, 0, 0};
     assert_int_equal(mk__os_shm_list(g_prefix, list_cb, &lp), MK_OK);

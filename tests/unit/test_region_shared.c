@@ -123,7 +123,7 @@ static void test_two_mappings(void **state) {
         snprintf(name, sizeof name, "/memkit-test-rs-%ld-%d-%d", (long)getpid(), (int)p, journal);
         mk__os_shm_unlink(name); /* a leftover from a killed run */
         mk__os_shm shm;
-        EXPECT_RC(mk__os_shm_create(name, SHM_SIZE, 0600, MK__SHM_EXCL, &shm), MK_OK);
+        EXPECT_RC(mk__os_shm_create(name, SHM_SIZE, 0, 0600, MK__SHM_EXCL, &shm), MK_OK);
         void *ma = NULL, *mb = NULL;
         EXPECT_RC(mk__os_shm_map(&shm, NULL, SHM_SIZE, &ma), MK_OK);
         EXPECT_RC(mk__os_shm_map(&shm, NULL, SHM_SIZE, &mb), MK_OK);

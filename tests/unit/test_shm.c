@@ -273,7 +273,7 @@ static void test_foreign(void **state) {
     (void)state;
     const char *name = nm("foreign");
     mk__os_shm os;
-    RC(mk__os_shm_create(name, 256 * KB, 0600, MK__SHM_EXCL, &os), MK_OK);
+    RC(mk__os_shm_create(name, 256 * KB, 0, 0600, MK__SHM_EXCL, &os), MK_OK);
     void *p;
     RC(mk__os_shm_map(&os, NULL, 256 * KB, &p), MK_OK);
     for (size_t i = 0; i < 256 * KB; i++) ((unsigned char *)p)[i] = (unsigned char)(i * 31 + 7);

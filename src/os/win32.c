@@ -4,7 +4,9 @@
  * STATUS: compiles with mingw-w64 (-std=c11 -Wall -Wextra -Werror), and
  * tests/win/win_smoke.c runs on it under Wine 8 (make check-windows): a
  * region, a shared segment with two handles, growth, the cache, the
- * directory and an SPSC queue, and the process heap. Wine 8 has no
+ * directory and an SPSC queue, the process heap, and 60 child processes
+ * killed (TerminateProcess) while they work on a segment, about half of
+ * them holding its lock: the abandoned mutex is repaired each time. Wine 8 has no
  * placeholders, so there the fallback below runs; the placeholder path
  * (Windows 10 1803 and later) is compiled but has not been run. The rest of
  * the test suite (fork, cmocka) is POSIX only. Where this file cannot honour

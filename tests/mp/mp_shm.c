@@ -444,9 +444,9 @@ static void crash_child(int op, uint64_t k) {
             cache_free(s, a);
             cache_free(s, n);
             break;
-        case OP_CACHE_TRIM:
-            for (int i = 0; i < 80; i++) cache_alloc(s, 300, &many[i]);
-            for (int i = 0; i < 40; i++) cache_free(s, many[i]);
+        case OP_CACHE_TRIM: /* a list of span 2016 keeps 8 (16 KiB): 7 on it */
+            for (int i = 0; i < 16; i++) cache_alloc(s, 2000, &many[i]);
+            for (int i = 0; i < 7; i++) cache_free(s, many[i]);
             break;
         case OP_CACHE_COLLECT:
             collect_prepare(s, many);
@@ -463,8 +463,8 @@ static void crash_child(int op, uint64_t k) {
         case OP_CACHE_REFILL:
             cache_alloc(s, 1000, &n);
             break;
-        case OP_CACHE_TRIM: /* 40 more than a list holds: at least one trim */
-            for (int i = 40; i < 80; i++) cache_free(s, many[i]);
+        case OP_CACHE_TRIM: /* 9 more than the list holds: trims of 4 blocks */
+            for (int i = 7; i < 16; i++) cache_free(s, many[i]);
             break;
         case OP_CACHE_COLLECT: /* a collection that gives back the OLD blocks */
             cache_free(s, many[COLLECT_OLD + COLLECT_WAIT + 1]);

@@ -93,7 +93,7 @@ static uint64_t request_span(const mk__hdr *h, size_t size) {
 static bool plain_block(const mk_shm *s, mk_off b, uint64_t span) {
     const mk__hdr *h = s->h;
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
-    if (b % MK__GRAIN != 8 || b < h->data_start || b >= mapped || span > mapped - b) return false;
+    if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || span > mapped - b) return false;
     uint64_t w = mk__get(h, b);
     return mk__tag_ok(h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
 }
@@ -203,7 +203,7 @@ static int trim_all(mk_shm *s, mk__shm_cache *c) {
 /* ---- the unlocked paths ------------------------------------------------------------- */
 
 static uint64_t budget(const mk_shm *s) {
-    return mk__shm_m(s)->cache_bytes; /* written once, at creation */
+    return s->cache_budget; /* the meta block's, written once, at creation */
 }
 
 /* Pop the head of bin (its span) for the caller. */

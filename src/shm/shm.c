@@ -273,6 +273,8 @@ static int check_meta(mk_shm *s) {
     if (m->magic != MK__SHM_META_MG || m->version != MK__SHM_VERSION ||
         m->max_size != h->user[MK__U_MAX] || m->attached > MK_SHM_MAX_PROCS)
         return MK_ECORRUPT;
+    s->data_start = h->data_start; /* checked by classify (mk__hdr_ok) */
+    s->cache_budget = m->cache_bytes;
     return MK_OK;
 }
 
@@ -396,6 +398,8 @@ static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t m
     m->flags = cfg->flags & (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE);
     m->creator_pid = mk__os_process_id();
     if (!(cfg->flags & MK_SHM_NO_CACHE)) m->cache_bytes = cache_budget(cfg, h->size);
+    s->data_start = h->data_start;
+    s->cache_budget = m->cache_bytes;
     memcpy(m->name, s->name, sizeof m->name);
     h->user[MK__U_META] = s->meta;
     h->user[MK__U_VERSION] = MK__SHM_VERSION;

@@ -70,12 +70,6 @@ static inline void step(void) {
     MK__CRASH_POINT(); /* test builds: a crash between two steps */
 }
 
-/* Whether a list of n blocks of span has room for one more: n < bin_cap(span)
- * without the division (on every free). */
-static inline bool below_cap(uint64_t n, uint64_t span) {
-    return n < BIN_MIN || (n < MK__SHM_CACHE_MAX_LEN && (n + 1) * span <= BIN_BYTES);
-}
-
 static uint64_t bin_cap(uint64_t span) {
     uint64_t n = BIN_BYTES / span;
     if (n < BIN_MIN) n = BIN_MIN;
@@ -183,12 +177,13 @@ static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span
     return rc;
 }
 
-/* Trim bin to keep blocks. */
+/* Trim bin to keep blocks; its low-water mark (collect) follows. */
 static int trim_bin(mk_shm *s, mk__shm_cache *c, uint64_t i, uint64_t keep) {
     mk__shm_bin *bin = &c->bin[i];
     int rc = MK_OK;
     while (rc == MK_OK && bin->count > keep && bin->head) rc = trim_one(s, c, bin, i * 16);
     if (rc == MK_OK && bin->count > keep) rc = MK_ECORRUPT; /* the list ended early */
+    if (s->low[i] > bin->count) s->low[i] = (uint8_t)bin->count;
     return rc;
 }
 
@@ -314,12 +309,11 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
         if (rc != MK_OK) return rc;
         if (c->bytes + span > budget(s)) return MK_ENOENT;
     }
-    if (below_cap(bin->count, span)) return MK_OK;
+    if (bin->count < bin_cap(span)) return MK_OK;
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
     rc = trim_bin(s, c, span / 16, bin->count / 2);
     mk__shm_unlock_shared(s);
-    if (s->low[span / 16] > bin->count) s->low[span / 16] = (uint8_t)bin->count;
     return rc;
 }
 

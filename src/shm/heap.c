@@ -35,7 +35,7 @@ void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t) {
 }
 
 uint64_t mk__shm_capacity(const mk_shm *s) {
-    return mk__shm_end_for(s->reserved) - s->h->data_start;
+    return mk__shm_end_for(s->reserved) - s->data_start; /* the handle's copy: see mk_shm */
 }
 
 int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
@@ -107,19 +107,16 @@ static int no_room(mk_shm *s, uint64_t need, bool *drained) {
 
 int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
     if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
-    /* The common case first: a plain block of default alignment, from the
-     * cache. Its size needs no capacity check: caches exist only in
-     * segments far larger than MK_SHM_CACHE_MAX_SIZE. */
-    if (!(flags & MK_SHM_OWNED) && align <= MK__GRAIN && !(align & (align - 1)) && s->cache) {
-        int rc = mk__shm_cache_alloc(s, size, flags, out);
-        if (rc != MK_ENOENT) return rc;
-    }
     int rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
     bool owned = flags & MK_SHM_OWNED;
     if (owned && s->slot < 0) return MK_EINVAL;
     uint64_t need = (uint64_t)size + (owned ? 8 : 0);
     if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
+    if (!owned && align <= MK__GRAIN) {
+        rc = mk__shm_cache_alloc(s, size, flags, out);
+        if (rc != MK_ENOENT) return rc;
+    }
     rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     mk__hdr *h = s->h;

@@ -260,6 +260,13 @@ int mk_shm_unlink(const char *name, unsigned flags) {
     return (flags & MK_SHM_FILE) ? mk__os_file_unlink(name) : mk__os_shm_unlink(name);
 }
 
+/* Copy the words the cache's unlocked paths read (struct mk_shm says why)
+ * once the meta block is checked or made. */
+static void keep_constants(mk_shm *s) {
+    s->data_start = s->h->data_start; /* checked by classify or made by format */
+    s->cache_budget = mk__shm_m(s)->cache_bytes;
+}
+
 /* Check the meta block (under the lock). */
 static int check_meta(mk_shm *s) {
     mk__hdr *h = s->h;
@@ -273,8 +280,7 @@ static int check_meta(mk_shm *s) {
     if (m->magic != MK__SHM_META_MG || m->version != MK__SHM_VERSION ||
         m->max_size != h->user[MK__U_MAX] || m->attached > MK_SHM_MAX_PROCS)
         return MK_ECORRUPT;
-    s->data_start = h->data_start; /* checked by classify (mk__hdr_ok) */
-    s->cache_budget = m->cache_bytes;
+    keep_constants(s);
     return MK_OK;
 }
 
@@ -398,8 +404,7 @@ static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t m
     m->flags = cfg->flags & (MK_SHM_FILE | MK_SHM_REMOVE_ON_LAST_CLOSE);
     m->creator_pid = mk__os_process_id();
     if (!(cfg->flags & MK_SHM_NO_CACHE)) m->cache_bytes = cache_budget(cfg, h->size);
-    s->data_start = h->data_start;
-    s->cache_budget = m->cache_bytes;
+    keep_constants(s);
     memcpy(m->name, s->name, sizeof m->name);
     h->user[MK__U_META] = s->meta;
     h->user[MK__U_VERSION] = MK__SHM_VERSION;

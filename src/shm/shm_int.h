@@ -169,12 +169,12 @@ struct mk_shm {
      * may run. Not in the segment: only the living owner uses them. */
     uint8_t low[MK__SHM_CACHE_BINS];
     uint32_t gc_wait;
-    /* Copies of words that never change after creation, for the cache's
-     * unlocked paths: the header's data_start shares a cache line with the
-     * engine's counters, which every locked operation of every process
-     * writes (reading it there costs a miss per operation when another
-     * process works), and the meta block's budget. Set when the meta block
-     * is checked (open) or made (create). */
+    /* Copies of words that never change after creation, for the paths every
+     * allocation and free takes (the cache, the capacity check): the
+     * header's data_start shares a cache line with the engine's counters,
+     * which every locked operation of every process writes (reading it
+     * there costs a miss per operation when another process works), and
+     * the meta block's budget. Set by keep_constants (shm.c). */
     mk_off data_start;
     uint64_t cache_budget;
     uint64_t epoch; /* mk__os_fork_epoch() at open: a forked child's copy differs */

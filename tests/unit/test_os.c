@@ -274,6 +274,8 @@ static void test_shm_names(void **state) {
     char name[96];
     assert_int_equal(mk__os_shm_create(shm_name(name, sizeof name, "z"), 0, 0, 0600, 0, &shm),
                      MK_EINVAL);
+    /* a maximum below the size */
+    assert_int_equal(mk__os_shm_create(name, 2 * g_page, g_page, 0600, 0, &shm), MK_EINVAL);
 }
 
 static void test_shm_create_open(void **state) {

@@ -688,6 +688,23 @@ static int count_kinds(const mk_shm_block *b, void *arg) {
     return 0;
 }
 
+/* The default budget is 1/MK_SHM_CACHE_SHARE of the initial size, capped
+ * (a segment of 128 MiB: its pages are never touched), and the caller's
+ * budget wins. */
+static void test_cache_default_budget(void **state) {
+    (void)state;
+    const char *name = nm("cache-budget");
+    mk_shm *s = make(name, 128 * MB, 0, MK_POLICY_TLSF, 0);
+    assert_int_equal(info_of(s).cache_bytes, MK_SHM_CACHE_DEFAULT_BYTES);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+    mk_shm_config cfg = {.size = 128 * MB, .policy = MK_POLICY_TLSF, .cache_bytes = 12345};
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    assert_int_equal(info_of(s).cache_bytes, 12345);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* A free and an allocation of the same size are served by the cache: the
  * engine sees neither; LIFO order; double and interior frees refused by
  * both the cache path and the locked path (another handle); zeroing. */
@@ -782,6 +799,36 @@ static void test_cache_damage(void **state) {
     *(mk_off *)mk_shm_ptr(s, a) = live - 8;    /* the list's next: a live block */
     RC(mk_shm_alloc(s, 200, &a), MK_OK);       /* the head is still good */
     RC(mk_shm_alloc(s, 200, &a), MK_ECORRUPT); /* the forged one is refused */
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A collection that meets a damaged list refuses the free (MK_ECORRUPT),
+ * keeps the block allocated and writes nothing wild; with the list mended,
+ * the heap validates and the same free succeeds. */
+static void test_cache_collect_damage(void **state) {
+    (void)state;
+    const char *name = nm("cache-gc-dmg");
+    mk_shm_config cfg = {.size = 2 * MB, .policy = MK_POLICY_TLSF, .cache_bytes = 1024};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    mk_off o[5];
+    for (int i = 0; i < 5; i++) RC(mk_shm_alloc(s, 200, &o[i]), MK_OK);
+    RC(mk_shm_free(s, o[0]), MK_OK); /* four blocks of 208 cached: no room for a fifth */
+    uint64_t i = mk__bspan(s->h, o[0] - 8) / 16;
+    mk__shm_bin *bin = &s->cache->bin[i];
+    assert_true(s->cache->bytes + 208 > cfg.cache_bytes);
+    s->gc_wait = 0;                  /* the next free over the budget collects, */
+    s->low[i] = (uint8_t)bin->count; /* and this list's blocks are all cold */
+    mk_off keep = bin->head;
+    bin->head = 12345;
+    mk_stats before = stats_of(s);
+    RC(mk_shm_free(s, o[1]), MK_ECORRUPT);
+    assert_int_equal(stats_of(s).blocks_used, before.blocks_used); /* nothing freed */
+    bin->head = keep;
+    valid(s);
+    for (int k = 1; k < 5; k++) RC(mk_shm_free(s, o[k]), MK_OK);
+    valid(s);
     RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
@@ -1008,9 +1055,11 @@ int main(void) {
         cmocka_unit_test(test_owned_reclaim),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_cache_basics),
+        cmocka_unit_test(test_cache_default_budget),
         cmocka_unit_test(test_cache_damage),
         cmocka_unit_test(test_cache_room),
         cmocka_unit_test(test_cache_collect),
+        cmocka_unit_test(test_cache_collect_damage),
         cmocka_unit_test(test_cache_dead_process),
         cmocka_unit_test(test_cache_random),
     };

@@ -269,13 +269,16 @@ static inline bool mk__link_ok(const mk__hdr *h, mk_off x) {
 }
 
 /* Whether the header fields the engine starts from are usable: the policy
- * is known, the data lies after the header and the sentinel word inside
+ * is known, the data lies after the header, starts and ends where block
+ * headers sit (% 16 == 8: walks step from data_start by whole spans, so a
+ * skewed start would skew every read), and the sentinel word lies inside
  * size (which the layer that maps the range vouches for: a shared segment
  * checks it against its mapping under the lock). Attach checks the full
  * layout; this is the cheap subset re-checked by every operation, because
  * another process may write the header after attach. */
 static inline bool mk__hdr_ok(const mk__hdr *h) {
     return h->policy < MK_POLICY_COUNT && h->data_start > MK__STATE_OFF &&
+           h->data_start % MK__GRAIN == 8 && h->data_end % MK__GRAIN == 8 &&
            h->data_start < h->data_end && h->data_end < h->size && h->size - h->data_end >= 8 &&
            h->data_end - h->data_start >= MK__LINK_ROOM;
 }

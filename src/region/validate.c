@@ -59,8 +59,7 @@ int mk_region_walk(const mk_region *r, mk_block_visitor visit, void *arg) {
 static int check_header(const mk__hdr *h, mk__vstate *v) {
     if (h->magic != MK__MAGIC) return mk__vfail(v, "header magic", 0);
     if (h->policy >= MK_POLICY_COUNT) return mk__vfail(v, "header policy", 0);
-    if (!mk__hdr_ok(h) || h->data_start % MK__GRAIN != 8 || h->data_end % MK__GRAIN != 8)
-        return mk__vfail(v, "header data bounds", 0);
+    if (!mk__hdr_ok(h)) return mk__vfail(v, "header data bounds", 0);
     if (!mk__layout_ok(h))
         return mk__vfail(v, "header layout (state, quick lists, journal, data start)", 0);
     if (h->journal_off) {

@@ -210,7 +210,7 @@ static void test_buddy_damage(void **state) {
  * and validate says which part. */
 static void test_header_damage(void **state) {
     (void)state;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 6; k++) {
         mk_region *r = make(MK_POLICY_TLSF, MK_REGION_JOURNAL);
         mk_off live[8], freed[8];
         checkerboard(r, 16, 100, live, freed);
@@ -224,6 +224,12 @@ static void test_header_damage(void **state) {
             break;
         case 2:
             h->policy = 77;
+            break;
+        case 3:
+            h->data_start += 2; /* off the block grid: the walk would read skewed words */
+            break;
+        case 4:
+            h->data_end -= 8; /* likewise */
             break;
         default:
             h->data_end = h->data_start; /* empty */

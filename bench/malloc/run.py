@@ -572,6 +572,8 @@ def goals(workloads, allocs, samples, gm, complete, libs, build_dir):
         reason = ("memkit NOT FOUND at " + where) if not libs.get("memkit") else \
             "memkit not selected (--allocators)"
         return [f"- goals not checked: {reason}"]
+    if "glibc" not in allocs:
+        return ["- goals not checked: glibc not selected (--allocators); every goal compares with it"]
     lines = []
 
     def mark(ok):

@@ -52,11 +52,19 @@ void mk__max(_Atomic uint64_t *c, uint64_t v) {
     }
 }
 
+/* Test-and-test-and-set: spin on a plain load (the line stays shared
+ * until the holder's release) with the CPU's pause hint, then give the
+ * processor away. These locks guard list updates and at most one system
+ * call (sbrk, madvise), so a holder not done after 64 pauses (a few
+ * microseconds) is most likely preempted. */
 void mk__spin_lock(mk__spin *l) {
     for (unsigned spins = 0;; spins++) {
         if (atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0) return;
         while (atomic_load_explicit(&l->v, memory_order_relaxed) != 0) {
-            if (++spins > 64) mk__os_yield();
+            if (++spins > 64)
+                mk__os_yield();
+            else
+                mk__os_cpu_relax();
         }
     }
 }

@@ -253,6 +253,17 @@ void mk__os_random(void *buf, size_t len);
 /* Yield the processor (sched_yield / SwitchToThread). */
 void mk__os_yield(void);
 
+/* One step of a spin-wait: the CPU's pause hint (x86 PAUSE, Arm YIELD).
+ * It lets a sibling hardware thread run and avoids the pipeline flush
+ * when the awaited store arrives. An instruction, not a system call. */
+static inline void mk__os_cpu_relax(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_ia32_pause();
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- process heap support (src/heap) --------------------------------------
  * None of these calls malloc, so the process heap may use them while it is
  * itself the process's malloc (LD_PRELOAD). */

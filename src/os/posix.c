@@ -394,14 +394,6 @@ int mk__os_mutex_init(mk__os_mutex *m, bool shared, const char *name) {
     return e == 0 ? MK_OK : mk__os_fail(e);
 }
 
-static inline void mk_cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* pthread_mutex_trylock, without a glibc quirk: on a robust mutex that is
  * not recoverable and reads free, glibc's trylock takes the lock word,
  * returns ENOTRECOVERABLE and leaves the word set to the caller's id (it
@@ -442,7 +434,7 @@ int mk__os_mutex_lock(mk__os_mutex *m) {
             int e = mk_trylock(pm);
             if (e != EBUSY) return mk_mutex_err(e);
         }
-        for (int k = 0; k < 8; k++) mk_cpu_relax();
+        for (int k = 0; k < 8; k++) mk__os_cpu_relax();
     }
 #endif
     return mk_mutex_err(pthread_mutex_lock(pm));

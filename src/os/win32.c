@@ -4,7 +4,10 @@
  * STATUS: compiles with mingw-w64 (-std=c11 -Wall -Wextra -Werror), and
  * tests/win/win_smoke.c runs on it under Wine 8 (make check-windows): a
  * region, a shared segment with two handles, growth, the cache, the
- * directory and an SPSC queue, the process heap, and 60 child processes
+ * directory and an SPSC queue, the process heap, growth in place (no hole
+ * left in the reservation; a failed growth undone), a file-backed segment
+ * made by an absolute path and shared, under another spelling of the path,
+ * with a second handle and a child process, and 60 child processes
  * killed (TerminateProcess) while they work on a segment, about half of
  * them holding its lock: the abandoned mutex is repaired each time. Wine 8 has no
  * placeholders, so there the fallback below runs; the placeholder path
@@ -29,20 +32,29 @@
  *    (no VirtualAlloc2, or one that refuses MEM_RESERVE_PLACEHOLDER, as
  *    Wine 8's does: probed once), reservations are ordinary, and
  *    mk__os_shm_map(at != NULL) frees the reserved range, maps the view
- *    there and reserves the rest again: not atomic against other threads
- *    of the process that reserve memory meanwhile (then MK_EOS).
+ *    there and reserves the rest again (from the first 64 KiB boundary
+ *    after the view); when the view cannot be mapped it puts the old view
+ *    and the reservation back. It refuses ranges that hold committed
+ *    private memory or views other than the old one at at, which it could
+ *    not put back. Not atomic against other threads of the process that
+ *    allocate memory meanwhile (see mk_map_fixed_plain).
  *    Placeholder splits are made at the addresses the caller gives; keeping
  *    them multiples of the 64 KiB allocation granularity is the safe choice.
  *  - Growing in place (mk__os_shm_map at an address that already holds a
  *    view) unmaps the old view back to a placeholder and maps the longer
- *    one. Unlike MAP_FIXED on Linux this is not atomic: during the swap the
- *    old pages are inaccessible to other threads of this process, so the
- *    caller must hold its segment lock across it.
+ *    one; when that fails it maps the old one again (untested, like the
+ *    whole placeholder path). Unlike MAP_FIXED on Linux this is not
+ *    atomic: during the swap the old pages are inaccessible to other
+ *    threads of this process, so the caller must hold its segment lock
+ *    across it.
  *  - Named shared-memory objects (paging-file sections) cannot grow: the
  *    section is created with max_size, and mk__os_shm_resize above it
  *    returns MK_ENOTSUP,
  *    and shrinking only records the size. File-backed objects do grow: the
  *    file is extended and a new mapping object is made for later views.
+ *    A handle whose mapping object is shorter than the view asked for
+ *    (another handle or process grew the file) maps from a new one made
+ *    for the file's current size.
  *  - mk__os_shm_unlink is a no-op (MK_OK after checking the name): a named
  *    section dies with its last handle. mk__os_shm_list is MK_ENOTSUP
  *    (listing the object namespace needs NtQueryDirectoryObject).
@@ -52,9 +64,12 @@
  *  - The mutex is a kernel mutex. Win32 mutexes are recursive: relocking
  *    from the owning thread succeeds (POSIX reports EDEADLK as MK_EOS).
  *    MK_ENOTRECOVERABLE is emulated with a state word in the shared
- *    storage. A shared mutex needs a name (MK_EINVAL without one, or when
- *    longer than MK_WMUTEX_NAME - 1 bytes); each process caches its HANDLE
- *    in a fixed table of MK_WMUTEX_CACHE entries (MK_ENOMEM when full).
+ *    storage. A shared mutex needs a name (MK_EINVAL without one), of any
+ *    length and characters: a file path will do. The kernel object is
+ *    named after a hash of it and its full path, made once by init and
+ *    kept in the storage, where every process finds it (mk_wm_name). Each
+ *    process caches its HANDLE in a fixed table of MK_WMUTEX_CACHE entries
+ *    (MK_ENOMEM when full).
  *  - wait32/wake32 with shared == false use WaitOnAddress (same process
  *    only, as on Windows generally). With shared == true there is no
  *    cross-process WaitOnAddress: waits poll the word (Sleep(0) a few times,
@@ -528,24 +543,30 @@ int mk__os_shm_resize(mk__os_shm *shm, uint64_t new_size) {
     return MK_OK;
 }
 
-/* Read-write if the handle allows it, else read-only: a handle opened
+/* A view of [0, len) at at (NULL: where the system chooses). Read-write if
+ * the handle allows it, else read-only: a handle opened
  * MK__SHM_READONLY refuses FILE_MAP_WRITE with ERROR_ACCESS_DENIED, so the
  * handle itself says how it was opened and mk__os_shm needs no flag. */
-static void *mk_view(HANDLE sec, size_t len) {
-    void *v = MapViewOfFile(sec, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, len);
+static void *mk_view(HANDLE sec, size_t len, void *at) {
+    void *v = MapViewOfFileEx(sec, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, len, at);
     if (v == NULL && GetLastError() == ERROR_ACCESS_DENIED)
-        v = MapViewOfFile(sec, FILE_MAP_READ, 0, 0, len);
+        v = MapViewOfFileEx(sec, FILE_MAP_READ, 0, 0, len, at);
     return v;
 }
 
 /* Size of the whole allocation that starts at base (it may span several
- * regions, e.g. committed and decommitted parts). */
-static size_t mk_alloc_size(char *base) {
+ * regions, e.g. committed and decommitted parts); *committed (if not NULL)
+ * says whether any of it is committed. */
+static size_t mk_alloc_size(char *base, bool *committed) {
     char *p = base;
+    bool any = false;
     MEMORY_BASIC_INFORMATION mbi;
     while (VirtualQuery(p, &mbi, sizeof mbi) != 0 && mbi.AllocationBase == base &&
-           mbi.State != MEM_FREE)
+           mbi.State != MEM_FREE) {
+        any = any || mbi.State == MEM_COMMIT;
         p = (char *)mbi.BaseAddress + mbi.RegionSize;
+    }
+    if (committed != NULL) *committed = any;
     return (size_t)(p - base);
 }
 
@@ -563,7 +584,7 @@ static int mk_to_placeholder(char *p, size_t n, const MEMORY_BASIC_INFORMATION *
     /* VirtualQuery cannot tell a placeholder from an ordinary reserved
      * allocation; for a placeholder this call fails and changes nothing, and
      * MapViewOfFile3 reports any piece that really is in the way. */
-    (void)VirtualFree(base, mk_alloc_size(base), MEM_RELEASE | MEM_PRESERVE_PLACEHOLDER);
+    (void)VirtualFree(base, mk_alloc_size(base, NULL), MEM_RELEASE | MEM_PRESERVE_PLACEHOLDER);
     return MK_OK;
 }
 
@@ -593,63 +614,244 @@ static int mk_make_placeholder(char *at, size_t len) {
     return MK_OK;
 }
 
-/* Map a view at a fixed address without placeholders (Windows before 10
- * 1803, Wine 8): free what lies in [at, at+len) -- an earlier view, the
- * reserved pages -- map the view there, and reserve again what the freed
- * reservations held outside it. Not atomic: between the free and the map
- * another thread of this process could take the range; the map then fails
- * (MK_EOS) and the segment reports it. Callers hold their segment lock. */
-static int mk_map_fixed_plain(HANDLE sec, char *at, size_t len, void **out) {
-    char *end = at + len, *head = at, *tail = end;
-    for (char *p = at; p < end;) {
+/* The allocation granularity (64 KiB): reservations and views start at its
+ * multiples, and VirtualAlloc(MEM_RESERVE) rounds a start down to one. */
+static size_t mk_granularity(void) {
+    SYSTEM_INFO si;
+    GetSystemInfo(&si);
+    return si.dwAllocationGranularity;
+}
+
+static char *mk_granularity_up(char *p) {
+    uintptr_t g = mk_granularity();
+    return (char *)(((uintptr_t)p + g - 1) / g * g);
+}
+
+/* What mk_map_fixed_plain frees: every allocation that meets [at, at+len),
+ * in address order. The parts of them outside the new view are reserved
+ * again after it is mapped; all of them are put back as they were when it
+ * cannot be. A view, if any, is the first (it starts at at). */
+enum { MK_PLAIN_MAX = 8 };
+typedef struct {
+    int n;
+    char *base[MK_PLAIN_MAX];
+    size_t size[MK_PLAIN_MAX]; /* the whole allocation */
+    size_t view_len;           /* the old view's length to map again; 0: no view */
+} mk_plain;
+
+static bool mk_plain_is_view(const mk_plain *pl, int i) { return i == 0 && pl->view_len != 0; }
+
+/* The length to map the old view at again: its page-rounded size, or the
+ * whole section when that is shorter (a file whose size is not a multiple
+ * of the page), since a view may not reach past its section. Asked before
+ * anything is freed: mk_section_size may map a view of its own. */
+static int mk_plain_view_len(HANDLE sec, size_t whole, size_t *out) {
+    uint64_t sec_size = 0;
+    int rc = mk_section_size(sec, &sec_size);
+    if (rc != MK_OK) return rc;
+    *out = sec_size < whole ? (size_t)sec_size : whole;
+    return MK_OK;
+}
+
+/* Record the allocation mbi lies in, or refuse what could not be put back
+ * after a failure: a view that does not start at at (the view at at is
+ * the caller's old, shorter view of sec: os.h), an image, committed
+ * private memory (its contents), more pieces than the plan holds. */
+static int mk_plain_add(HANDLE sec, char *at, const MEMORY_BASIC_INFORMATION *mbi, mk_plain *pl) {
+    char *base = mbi->AllocationBase;
+    bool committed = false;
+    size_t whole = mk_alloc_size(base, &committed);
+    if (pl->n == MK_PLAIN_MAX) return MK_ENOTSUP;
+    if (mbi->Type == MEM_MAPPED) {
+        if (base != at) return MK_EINVAL;
+        int rc = mk_plain_view_len(sec, whole, &pl->view_len);
+        if (rc != MK_OK) return rc;
+    } else if (mbi->Type != MEM_PRIVATE || committed) {
+        return MK_ENOTSUP;
+    }
+    pl->base[pl->n] = base;
+    pl->size[pl->n++] = whole;
+    return MK_OK;
+}
+
+/* Fill the plan; changes nothing. */
+static int mk_plain_survey(HANDLE sec, char *at, size_t len, mk_plain *pl) {
+    pl->n = 0;
+    pl->view_len = 0;
+    for (char *p = at; p < at + len;) {
         MEMORY_BASIC_INFORMATION mbi;
         if (VirtualQuery(p, &mbi, sizeof mbi) == 0) return mk_last();
-        char *base = mbi.AllocationBase, *next = (char *)mbi.BaseAddress + mbi.RegionSize;
-        if (mbi.State != MEM_FREE) {
-            size_t whole = mk_alloc_size(base);
-            if (base < head) head = base;
-            if (base + whole > tail) tail = base + whole;
-            BOOL ok =
-                mbi.Type == MEM_MAPPED ? UnmapViewOfFile(base) : VirtualFree(base, 0, MEM_RELEASE);
-            if (!ok) return mk_last();
-            if (base + whole > next) next = base + whole;
-        }
-        p = next;
+        p = (char *)mbi.BaseAddress + mbi.RegionSize;
+        if (mbi.State == MEM_FREE) continue;
+        int rc = mk_plain_add(sec, at, &mbi, pl);
+        if (rc != MK_OK) return rc;
+        p = pl->base[pl->n - 1] + pl->size[pl->n - 1];
     }
-    void *v = MapViewOfFileEx(sec, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, len, at);
-    if (v == NULL && GetLastError() == ERROR_ACCESS_DENIED)
-        v = MapViewOfFileEx(sec, FILE_MAP_READ, 0, 0, len, at);
-    int rc = v == NULL ? mk_last() : MK_OK;
-    if (head < at) (void)VirtualAlloc(head, (size_t)(at - head), MEM_RESERVE, PAGE_NOACCESS);
-    if (tail > end) (void)VirtualAlloc(end, (size_t)(tail - end), MEM_RESERVE, PAGE_NOACCESS);
-    if (rc == MK_OK) *out = v;
+    return MK_OK;
+}
+
+/* Put back the first n planned allocations as they were: the old view
+ * (same section, length and address, so the caller's pointers and data
+ * hold) and the reservations. Their addresses were free a moment ago and
+ * were valid starts before, so only another thread of this process that
+ * allocated there meanwhile makes this fail. */
+static bool mk_plain_restore(HANDLE sec, const mk_plain *pl, int n) {
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        void *p = mk_plain_is_view(pl, i)
+                      ? mk_view(sec, pl->view_len, pl->base[i])
+                      : VirtualAlloc(pl->base[i], pl->size[i], MEM_RESERVE, PAGE_NOACCESS);
+        if (p != pl->base[i]) ok = false;
+    }
+    return ok;
+}
+
+/* Free the planned allocations; on failure put back those already freed. */
+static int mk_plain_free(HANDLE sec, const mk_plain *pl) {
+    for (int i = 0; i < pl->n; i++) {
+        BOOL ok = mk_plain_is_view(pl, i) ? UnmapViewOfFile(pl->base[i])
+                                          : VirtualFree(pl->base[i], 0, MEM_RELEASE);
+        if (!ok) {
+            int rc = mk_last();
+            (void)mk_plain_restore(sec, pl, i); /* rc says why; see mk_map_fixed_plain */
+            return rc;
+        }
+    }
+    return MK_OK;
+}
+
+/* With the new view at [at, at+len): reserve again what the freed
+ * allocations held before at and after the view. The tail starts at the
+ * first granularity boundary at or after the view's end, as a reservation
+ * starting inside the view's last 64 KiB would be rounded down onto the
+ * view and refused; the pages in between stay unusable, since no
+ * allocation can start there (VirtualQuery shows them MEM_FREE). On
+ * failure nothing is left reserved. */
+static int mk_plain_rereserve(const mk_plain *pl, char *at, size_t len) {
+    if (pl->n == 0) return MK_OK;
+    char *head = pl->base[0], *tail = mk_granularity_up(at + len);
+    char *last = pl->base[pl->n - 1] + pl->size[pl->n - 1];
+    if (head < at && VirtualAlloc(head, (size_t)(at - head), MEM_RESERVE, PAGE_NOACCESS) == NULL)
+        return mk_last();
+    if (tail < last &&
+        VirtualAlloc(tail, (size_t)(last - tail), MEM_RESERVE, PAGE_NOACCESS) == NULL) {
+        int rc = mk_last();
+        if (head < at) VirtualFree(head, 0, MEM_RELEASE);
+        return rc;
+    }
+    return MK_OK;
+}
+
+/* Map a view at a fixed address without placeholders (Windows before 10
+ * 1803, Wine 8): free what lies in [at, at+len) -- the old view, the
+ * reserved pages --, map the view there and reserve again what the freed
+ * reservations held outside it. What could not be put back is refused
+ * before anything is freed (mk_plain_add). When the view cannot be mapped
+ * (longer than the section; the range taken), everything freed is put
+ * back, so the caller's old mapping and its reservation are as before.
+ * Not atomic: between the free and the map another thread of this
+ * process may allocate in the range; the map then fails, and if that
+ * thread holds what must be put back, the old view or part of the
+ * reservation stays missing. Callers hold their segment lock, which keeps
+ * out only this layer's own remapping. */
+static int mk_map_fixed_plain(HANDLE sec, char *at, size_t len, void **out) {
+    /* MapViewOfFileEx refuses other addresses: say so before freeing. */
+    if ((uintptr_t)at % mk_granularity() != 0) return MK_EINVAL;
+    mk_plain pl;
+    int rc = mk_plain_survey(sec, at, len, &pl);
+    if (rc == MK_OK) rc = mk_plain_free(sec, &pl);
+    if (rc != MK_OK) return rc;
+    void *v = mk_view(sec, len, at);
+    rc = v == NULL ? mk_last() : mk_plain_rereserve(&pl, at, len);
+    if (rc == MK_OK) {
+        *out = v;
+        return MK_OK;
+    }
+    if (v != NULL) UnmapViewOfFile(v);
+    (void)mk_plain_restore(sec, &pl, pl.n); /* rc says why it failed; see above */
     return rc;
 }
 
-static int mk_map_fixed(HANDLE sec, char *at, size_t len, void **out) {
-    if (!mk_have_placeholders()) return mk_map_fixed_plain(sec, at, len, out);
-    int rc = mk_make_placeholder(at, len);
-    if (rc != MK_OK) return rc;
+/* A view of [0, len) into the placeholder [at, at+len), which must be
+ * exactly that long (MEM_REPLACE_PLACEHOLDER); read-write if the handle
+ * allows it (mk_view says why). */
+static void *mk_view_into(HANDLE sec, char *at, size_t len) {
     void *v = mk_fn.map_view3(sec, GetCurrentProcess(), at, 0, len, MEM_REPLACE_PLACEHOLDER,
                               PAGE_READWRITE, NULL, 0);
     if (v == NULL && GetLastError() == ERROR_ACCESS_DENIED)
         v = mk_fn.map_view3(sec, GetCurrentProcess(), at, 0, len, MEM_REPLACE_PLACEHOLDER,
                             PAGE_READONLY, NULL, 0);
+    return v;
+}
+
+/* The length of the view that starts at at (its whole, page-rounded
+ * size), 0 if no view starts there. */
+static size_t mk_view_at(char *at) {
+    MEMORY_BASIC_INFORMATION mbi;
+    if (VirtualQuery(at, &mbi, sizeof mbi) == 0 || mbi.Type != MEM_MAPPED ||
+        mbi.AllocationBase != at)
+        return 0;
+    return mk_alloc_size(at, NULL);
+}
+
+/* With placeholders. UNTESTED: Wine 8 has none (file comment), so this
+ * has only been compiled. Growing in place turns the caller's old view at
+ * at back into a placeholder before the longer view is mapped; when that
+ * fails (longer than the section, out of memory), the old view is mapped
+ * again, from sec, into a placeholder of its old size (the size
+ * MEM_REPLACE_PLACEHOLDER wants), because the caller keeps using it
+ * (os.h; map_to in shm.c). The data live in the section, not in the view,
+ * so nothing is lost. Committed private pages in the range are not put
+ * back: callers map only over reserved pages and their own view. */
+static int mk_map_fixed(HANDLE sec, char *at, size_t len, void **out) {
+    if (!mk_have_placeholders()) return mk_map_fixed_plain(sec, at, len, out);
+    size_t old = mk_view_at(at); /* before anything changes */
+    int rc = mk_make_placeholder(at, len);
+    void *v = rc == MK_OK ? mk_view_into(sec, at, len) : NULL;
+    if (rc == MK_OK && v == NULL) rc = mk_last();
+    if (rc == MK_OK) {
+        *out = v;
+        return MK_OK;
+    }
+    if (old != 0 && mk_view_at(at) == 0) {
+        int os_err = mk_last_os_error(); /* the failure's, not the repair's */
+        if (mk_make_placeholder(at, old) == MK_OK) (void)mk_view_into(sec, at, old);
+        (void)mk__os_fail(os_err);
+    }
+    return rc;
+}
+
+static int mk_map_from(HANDLE sec, void *at, size_t len, void **out) {
+    if (at != NULL) return mk_map_fixed(sec, at, len, out);
+    void *v = mk_view(sec, len, NULL);
     if (v == NULL) return mk_last();
     *out = v;
     return MK_OK;
+}
+
+/* A mapping object over the whole file as it is now; read-write if the
+ * handle allows it (as mk_view). NULL on failure. */
+static HANDLE mk_file_mapping_now(HANDLE f) {
+    HANDLE m = CreateFileMappingW(f, NULL, PAGE_READWRITE, 0, 0, NULL);
+    if (m == NULL && GetLastError() == ERROR_ACCESS_DENIED)
+        m = CreateFileMappingW(f, NULL, PAGE_READONLY, 0, 0, NULL);
+    return m;
 }
 
 int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
     if (shm == NULL || shm->handle == -1 || len == 0 || out == NULL) return MK_EINVAL;
     if ((uintptr_t)at % mk__os_page_size() != 0) return MK_EINVAL;
     if (shm->is_file && shm->handle2 == -1) return MK_EINVAL; /* empty file */
-    HANDLE sec = mk_section(shm);
-    if (at != NULL) return mk_map_fixed(sec, at, len, out);
-    void *v = mk_view(sec, len);
-    if (v == NULL) return mk_last();
-    *out = v;
-    return MK_OK;
+    if (!shm->is_file || len <= shm->size) return mk_map_from(mk_section(shm), at, len, out);
+    /* Another handle (process) grew the file past the size this handle's
+     * mapping object covers, and a view cannot reach past its section:
+     * map from one made for the file as it is now. The view keeps that
+     * section alive, so its handle is closed at once. */
+    HANDLE sec = mk_file_mapping_now(mk_h(shm->handle));
+    if (sec == NULL) return mk_last();
+    int rc = mk_map_from(sec, at, len, out);
+    CloseHandle(sec);
+    return rc;
 }
 
 int mk__os_shm_unmap(void *addr, size_t len) {
@@ -753,16 +955,41 @@ static int mk_wm_handle(struct mk_wmutex *w, HANDLE *out) {
     return rc;
 }
 
+static uint64_t mk_fnv1a(uint64_t h, const void *p, size_t n) {
+    for (const unsigned char *c = p; n > 0; n--) h = (h ^ *c++) * 0x100000001b3u;
+    return h;
+}
+
+/* The kernel mutex's name, which the storage keeps: 16 hex digits of a
+ * hash of name and of its full path (GetFullPathNameW), so that no length
+ * or character of a segment's name or file path matters (a path's '\\'
+ * would separate kernel namespaces). Every process that opens the segment
+ * reads the name from the storage, so all of them meet at one kernel
+ * mutex however they spelled the path; it need only differ between
+ * mutexes alive at the same time. The full path tells apart files of one
+ * relative name in different directories; the name itself tells apart
+ * names that GetFullPathNameW folds into one ("x." and "x"). With 64 bits
+ * a collision is negligible. Not random: re-creating a segment then
+ * reuses this process's cached HANDLE, and mk_wm_cache is never emptied. */
+static void mk_wm_name(const char *name, char out[MK_WMUTEX_NAME]) {
+    wchar_t wname[MK_WPATH_MAX], full[MK_WPATH_MAX];
+    uint64_t h = mk_fnv1a(0xcbf29ce484222325u, name, strlen(name) + 1);
+    DWORD n = mk_widen(L"", name, wname, MK_WPATH_MAX)
+                  ? GetFullPathNameW(wname, MK_WPATH_MAX, full, NULL)
+                  : 0;
+    if (n > 0 && n < MK_WPATH_MAX) h = mk_fnv1a(h, full, n * sizeof *full);
+    for (int i = 0; i < 16; i++) out[i] = "0123456789abcdef"[(h >> (60 - 4 * i)) & 15];
+    out[16] = '\0';
+}
+
 int mk__os_mutex_init(mk__os_mutex *m, bool shared, const char *name) {
     if (m == NULL) return MK_EINVAL;
     memset(m, 0, sizeof *m);
     struct mk_wmutex *w = mk_wm(m);
     w->shared = shared;
     if (shared) {
-        if (name == NULL || name[0] == '\0' || strchr(name, '\\') != NULL) return MK_EINVAL;
-        size_t len = strnlen(name, MK_WMUTEX_NAME);
-        if (len >= MK_WMUTEX_NAME) return MK_EINVAL;
-        memcpy(w->name, name, len + 1);
+        if (name == NULL || name[0] == '\0') return MK_EINVAL;
+        mk_wm_name(name, w->name);
         HANDLE h = NULL;
         int rc = mk_wm_handle(w, &h); /* create the kernel object now */
         if (rc != MK_OK) return rc;

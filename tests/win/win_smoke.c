@@ -13,9 +13,17 @@
  * after each kill the segment must validate (the next locker repairs it
  * when the child died holding the named mutex: WAIT_ABANDONED), the
  * parent's blocks keep their data, and reclaim frees the dead child's
- * blocks. Exit status 0 when every check held; else the first failure is
+ * blocks. Between them, growth in place as the platform layer does it
+ * without placeholders (Wine 8): the reservation keeps no hole after a
+ * growth, and a failed growth leaves the old mapping and the reservation
+ * as they were; and a file-backed segment made by an absolute path and
+ * opened under another spelling of it by a second handle and a child
+ * process ("path"), which must share its lock, then reopened from the
+ * file. Exit status 0 when every check held; else the first failure is
  * printed.
  */
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +35,8 @@
 #include "memkit/ipc.h"
 #include "memkit/region.h"
 #include "memkit/shm.h"
+#include "os/os.h"       /* mk__os_shm_map, to force a failing growth */
+#include "shm/shm_int.h" /* struct mk_shm: the reservation and the OS handle */
 
 static int failures;
 
@@ -135,6 +145,249 @@ static void heap(void) {
     mk_free(q);
 }
 
+/* ---- growth in place ------------------------------------------------------------------ */
+
+#define GRANULE 65536u /* the allocation granularity */
+
+static char *granule_up(char *p) {
+    return (char *)(((uintptr_t)p + GRANULE - 1) / GRANULE * GRANULE);
+}
+
+/* The first address of s's reservation that another allocation could
+ * take, NULL if none: every region must be the view or reserved, except
+ * the pages from the view's end to the next granule boundary, which
+ * VirtualQuery shows MEM_FREE although no allocation can start there
+ * (grow_keeps_reservation checks that). */
+static char *reservation_hole(const mk_shm *s) {
+    char *h = (char *)s->h, *end = h + s->reserved;
+    uint64_t page = mk__os_page_size();
+    char *view_end = h + (s->mapped + page - 1) / page * page;
+    for (char *p = h; p < end;) {
+        MEMORY_BASIC_INFORMATION mbi;
+        if (VirtualQuery(p, &mbi, sizeof mbi) == 0) return p;
+        char *next = (char *)mbi.BaseAddress + mbi.RegionSize;
+        if (mbi.State == MEM_FREE && (p != view_end || next > granule_up(view_end))) return p;
+        p = next;
+    }
+    return NULL;
+}
+
+/* Whether s's view is in place over all of s->mapped: checked before
+ * reading it, so that a lost view fails a check instead of the process. */
+static bool view_in_place(const mk_shm *s) {
+    MEMORY_BASIC_INFORMATION mbi;
+    return VirtualQuery(s->h, &mbi, sizeof mbi) != 0 && mbi.Type == MEM_MAPPED &&
+           mbi.AllocationBase == (void *)s->h && mbi.RegionSize >= s->mapped;
+}
+
+static bool filled(const void *p, int byte, size_t n) {
+    const unsigned char *c = p;
+    return c[0] == (unsigned char)byte && c[n / 2] == (unsigned char)byte &&
+           c[n - 1] == (unsigned char)byte;
+}
+
+/* A growth to a size that is not a multiple of the granule (the tail of
+ * the reservation used to be re-reserved from the view's end, which
+ * VirtualAlloc rounds down onto the view and refuses, leaving the rest of
+ * the reservation free). */
+static void grow_keeps_reservation(void) {
+    const char *name = "/mk-win-grow";
+    mk_shm_unlink(name, 0);
+    mk_shm_config cfg = {.size = 1u << 20, .max_size = 8u << 20, .policy = MK_POLICY_TLSF};
+    mk_shm *s = NULL;
+    CHECK(mk_shm_create(name, &cfg, &s), MK_OK);
+    HOLDS(reservation_hole(s) == NULL);
+    mk_off a, b;
+    CHECK(mk_shm_alloc(s, 1536u << 10, &a), MK_OK);
+    memset(mk_shm_ptr(s, a), 0x31, 1536u << 10);
+    HOLDS(s->mapped > cfg.size && s->mapped % GRANULE != 0); /* else this shows nothing */
+    HOLDS(reservation_hole(s) == NULL);
+    /* The free-looking pages after the view really cannot be taken. */
+    HOLDS(VirtualAlloc((char *)s->h + s->mapped, 4096, MEM_RESERVE, PAGE_NOACCESS) == NULL);
+    CHECK(mk_shm_alloc(s, 3u << 20, &b), MK_OK); /* and again, from an odd size */
+    memset(mk_shm_ptr(s, b), 0x32, 3u << 20);
+    HOLDS(reservation_hole(s) == NULL);
+    HOLDS(filled(mk_shm_ptr(s, a), 0x31, 1536u << 10));
+    mk_fault f;
+    CHECK(mk_shm_validate(s, &f), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A fixed map that cannot succeed (longer than the section: a file-backed
+ * segment's section is the file, shorter than the reservation) must leave
+ * the old view, its data and the reservation as they were; the old code
+ * had unmapped the view first and left the whole reservation free. */
+static void failed_grow_at(const char *path) {
+    mk_shm_unlink(path, MK_SHM_FILE);
+    mk_shm_config cfg = {
+        .size = 1u << 20, .max_size = 8u << 20, .policy = MK_POLICY_TLSF, .flags = MK_SHM_FILE};
+    mk_shm *s = NULL;
+    CHECK(mk_shm_create(path, &cfg, &s), MK_OK);
+    mk_off a, b, c;
+    CHECK(mk_shm_alloc(s, 4096, &a), MK_OK);
+    memset(mk_shm_ptr(s, a), 0x41, 4096);
+    CHECK(mk_shm_alloc(s, 1536u << 10, &b), MK_OK); /* grows */
+    memset(mk_shm_ptr(s, b), 0x42, 1536u << 10);
+    uint64_t mapped = s->mapped, objsz = 0;
+    CHECK(mk__os_shm_stat(&s->os, &objsz), MK_OK);
+    HOLDS(objsz < s->reserved);
+    void *p = NULL;
+    HOLDS(mk__os_shm_map(&s->os, s->h, s->reserved, &p) != MK_OK);
+    HOLDS(s->mapped == mapped && view_in_place(s));
+    HOLDS(filled(mk_shm_ptr(s, a), 0x41, 4096) && filled(mk_shm_ptr(s, b), 0x42, 1536u << 10));
+    HOLDS(reservation_hole(s) == NULL);
+    CHECK(mk_shm_alloc(s, 3u << 20, &c), MK_OK); /* a later growth still works */
+    memset(mk_shm_ptr(s, c), 0x43, 3u << 20);
+    HOLDS(s->mapped > mapped && reservation_hole(s) == NULL);
+    HOLDS(filled(mk_shm_ptr(s, a), 0x41, 4096) && filled(mk_shm_ptr(s, b), 0x42, 1536u << 10));
+    mk_fault f;
+    CHECK(mk_shm_validate(s, &f), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(path, MK_SHM_FILE), MK_OK);
+}
+
+/* In the temporary directory, by a relative name (file_by_path takes an
+ * absolute one). */
+static void failed_grow_keeps_view(void) {
+    char tmp[MAX_PATH], cwd[MAX_PATH];
+    HOLDS(GetCurrentDirectoryA(MAX_PATH, cwd) - 1u < MAX_PATH - 1u);
+    HOLDS(GetTempPathA(MAX_PATH, tmp) - 1u < MAX_PATH - 1u && SetCurrentDirectoryA(tmp));
+    failed_grow_at("mk-win-grow.seg");
+    HOLDS(SetCurrentDirectoryA(cwd));
+}
+
+/* ---- a file segment by absolute path ------------------------------------------------------ */
+
+#define PATH_N     96 /* blocks each process keeps */
+#define PATH_READY "Local\\mk-win-path-ready"
+
+static size_t path_size(int i) { return 48 + (size_t)i * 40; }
+
+static bool all_bytes(const void *p, int byte, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != (unsigned char)byte) return false;
+    return true;
+}
+
+/* Allocate, fill with byte, check and free blocks through s and t, n
+ * times or, if until is not NULL, until that process exits (at most n
+ * times): the two processes' allocations overlap in time. */
+static bool path_churn(mk_shm *s, mk_shm *t, int byte, HANDLE until, int n) {
+    for (int i = 0; i < n; i++) {
+        if (until != NULL && WaitForSingleObject(until, 0) != WAIT_TIMEOUT) return true;
+        mk_shm *h = i % 2 ? s : t;
+        size_t size = path_size(i % PATH_N);
+        mk_off o;
+        if (mk_shm_alloc(h, size, &o) != MK_OK) return false;
+        memset(mk_shm_ptr(h, o), byte, size);
+        if (!all_bytes(mk_shm_ptr(h, o), byte, size) || mk_shm_free(h, o) != MK_OK) return false;
+    }
+    return until == NULL;
+}
+
+/* The child of file_by_path ("path" SPELLING): says it is about to open
+ * (the parent holds the lock then), opens the segment by another spelling
+ * of its path, allocates PATH_N blocks, fills block i with 0x80 + i % 64
+ * and leaves their offsets in the object "offs", with churn between them.
+ * Exits 0, or 2 on any failure. */
+static int path_child(const char *path) {
+    HANDLE ready = OpenEventA(EVENT_MODIFY_STATE, FALSE, PATH_READY);
+    if (ready == NULL || !SetEvent(ready)) return 2;
+    mk_shm *s = NULL;
+    mk_shm_obj offs;
+    if (mk_shm_open(path, MK_SHM_FILE, &s) != MK_OK) return 2;
+    if (mk_shm_obj_find(s, "offs", &offs) != MK_OK) return 2;
+    mk_off *theirs = mk_shm_ptr(s, offs.offset);
+    for (int i = 0; i < PATH_N; i++) {
+        if (mk_shm_alloc(s, path_size(i), &theirs[i]) != MK_OK) return 2;
+        memset(mk_shm_ptr(s, theirs[i]), 0x80 + i % 64, path_size(i));
+        if (!path_churn(s, s, 0x7F, NULL, 100)) return 2;
+    }
+    return mk_shm_close(s) == MK_OK ? 0 : 2;
+}
+
+/* Every block of both processes still holds its bytes: none overlaps another. */
+static bool path_blocks_ok(mk_shm *s, const mk_off *mine) {
+    mk_shm_obj offs;
+    if (mk_shm_obj_find(s, "offs", &offs) != MK_OK) return false;
+    const mk_off *theirs = mk_shm_ptr(s, offs.offset);
+    for (int i = 0; i < PATH_N; i++) {
+        if (theirs[i] == 0 || !all_bytes(mk_shm_ptr(s, mine[i]), 0x40 + i % 64, path_size(i)) ||
+            !all_bytes(mk_shm_ptr(s, theirs[i]), 0x80 + i % 64, path_size(i)))
+            return false;
+    }
+    return true;
+}
+
+/* A file segment by an absolute path (GetTempPathA: "C:\\...\\Temp\\"),
+ * opened by a second handle and by a child process under another spelling
+ * of it (upper case, '/'): all must meet at one lock. Creation used to fail
+ * (MK_EINVAL): the lock's kernel mutex was named after the path, and such a
+ * name may have no '\\' and at most 39 bytes. The child opens while this
+ * process holds the lock and must wait; then both allocate at once, with
+ * no per-process cache (MK_SHM_NO_CACHE), so that every allocation takes
+ * the lock. Last, the segment is reopened from the file. */
+static void file_by_path(const char *self) {
+    char path[MAX_PATH], other[MAX_PATH], cmd[2 * MAX_PATH + 16];
+    DWORD n = GetTempPathA(MAX_PATH, path);
+    HOLDS(n > 0 && n + sizeof "mk-win-path.heap" <= MAX_PATH);
+    strcat(path, "mk-win-path.heap");
+    for (size_t i = 0; i <= strlen(path); i++)
+        other[i] = path[i] == '\\' ? '/' : (char)toupper((unsigned char)path[i]);
+    mk_shm_unlink(path, MK_SHM_FILE);
+    mk_shm_config cfg = {.size = 256u << 10,
+                         .max_size = 8u << 20,
+                         .policy = MK_POLICY_TLSF,
+                         .flags = MK_SHM_FILE | MK_SHM_NO_CACHE};
+    mk_shm *s = NULL, *t = NULL;
+    mk_off offs, mine[PATH_N];
+    CHECK(mk_shm_create(path, &cfg, &s), MK_OK);
+    CHECK(mk_shm_open(other, MK_SHM_FILE, &t), MK_OK);
+    CHECK(mk_shm_obj_create(s, "offs", 2, PATH_N * sizeof(mk_off), 0, &offs, NULL), MK_OK);
+    HANDLE ready = CreateEventA(NULL, TRUE, FALSE, PATH_READY);
+    HOLDS(ready != NULL);
+    snprintf(cmd, sizeof cmd, "\"%s\" path \"%s\"", self, other);
+    STARTUPINFOA si = {.cb = sizeof si};
+    PROCESS_INFORMATION pi;
+    CHECK(mk__shm_lock(s), MK_OK);
+    bool started = CreateProcessA(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi);
+    bool opening = started && WaitForSingleObject(ready, 20000) == WAIT_OBJECT_0;
+    if (opening) Sleep(300); /* time to get past the lock, if it could */
+    bool waited = opening && WaitForSingleObject(pi.hProcess, 0) == WAIT_TIMEOUT &&
+                  mk__shm_m(s)->attached == 2; /* it has not attached */
+    mk__shm_unlock(s);
+    CloseHandle(ready);
+    HOLDS(started);
+    for (int i = 0; i < PATH_N; i++) {
+        mk_shm *h = i % 2 ? s : t;
+        CHECK(mk_shm_alloc(h, path_size(i), &mine[i]), MK_OK);
+        memset(mk_shm_ptr(h, mine[i]), 0x40 + i % 64, path_size(i));
+    }
+    bool churned = path_churn(s, t, 0x3F, pi.hProcess, 10000000);
+    DWORD code = 1;
+    HOLDS(WaitForSingleObject(pi.hProcess, 20000) == WAIT_OBJECT_0);
+    HOLDS(GetExitCodeProcess(pi.hProcess, &code) && code == 0);
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    HOLDS(waited && churned);
+    HOLDS(path_blocks_ok(t, mine));
+    mk_fault f;
+    CHECK(mk_shm_validate(t, &f), MK_OK);
+    CHECK(mk_shm_close(t), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_open(path, MK_SHM_FILE, &s), MK_OK); /* persistent */
+    mk_shm_info in;
+    CHECK(mk_shm_get_info(s, &in), MK_OK);
+    HOLDS(in.attached == 1 && in.size > cfg.size); /* it grew on the way */
+    HOLDS(path_blocks_ok(s, mine));
+    CHECK(mk_shm_validate(s, &f), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(path, MK_SHM_FILE), MK_OK);
+    HOLDS(GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES);
+}
+
 /* ---- crashes ---------------------------------------------------------------------------- */
 
 #define CRASH_SEG   "/mk-win-crash"
@@ -226,13 +479,19 @@ static void crashes(const char *self) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
+    if (argc > 2 && strcmp(argv[1], "path") == 0) return path_child(argv[2]);
     region();
     segment();
     heap();
+    grow_keeps_reservation();
+    failed_grow_keeps_view();
+    file_by_path(argv[0]);
     crashes(argv[0]);
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
-           "queue), process heap, and %d child processes killed at random moments passed\n",
+           "queue), process heap, growth in place (no hole, failed growth undone), a file segment "
+           "by absolute path (second handle, child process), and %d child processes killed at "
+           "random moments passed\n",
            CRASH_KILLS);
     return 0;
 }

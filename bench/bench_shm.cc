@@ -232,6 +232,7 @@ struct Options {
     double budget = 60;
     bool prefault = true;
     bool frag = true;
+    bool private_segments = false; /* memkit: each process on a segment of its own */
     bool on[N_ALLOCS] = {true, true, true, true};
     std::vector<int> procs{1, 2};
     const char *json = nullptr;
@@ -247,7 +248,8 @@ struct ProcResult {
     uint64_t failed; /* allocations that failed */
     uint64_t errors; /* frees refused */
     int64_t vcsw, ivcsw;
-    int status; /* 0 ok; else setup failed */
+    uint64_t eng0, eng1; /* memkit: the segment's engine operations at the start and end */
+    int status;          /* 0 ok; else setup failed */
     /* fragmentation pass, glibc only: this process's own heap */
     uint64_t gl_peak_used, gl_lo, gl_hi;
 };
@@ -406,6 +408,7 @@ struct RunResult {
     double cpu_ns_op = 0; /* mean over processes of (own CPU / own ops) */
     double mops = 0;      /* ops / wall / 1e6 */
     double vcsw_kop = 0;  /* voluntary context switches per 1000 ops */
+    double eng_kop = -1;  /* memkit: engine operations (locked) per 1000 ops; -1 none */
     uint64_t failed = 0, errors = 0;
     bool cut = false;
     /* fragmentation pass */
@@ -466,6 +469,43 @@ bool say_ready(int fd) {
     return ok;
 }
 
+/* The memkit segment configuration of a run (the parent's, and with
+ * --private-segments each child's). */
+mk_shm_config segment_config(const Allocator &al) {
+    mk_shm_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.size = size_t(opt.segment_mib * MIB);
+    cfg.policy = al.policy;
+    cfg.mode = 0600;
+    if (opt.cache_kib == 0) cfg.flags |= MK_SHM_NO_CACHE;
+    if (opt.cache_kib > 0) cfg.cache_bytes = size_t(opt.cache_kib) * 1024;
+    return cfg;
+}
+
+/* Child i's segment: the parent's, or with --private-segments one of its
+ * own (same configuration; unlinked at once, gone when the child closes
+ * it). Private segments are what the processes would cost each other
+ * with no shared line at all: the bound for per-process arenas. */
+int open_segment(const Allocator &al, int i, mk_shm **out) {
+    if (!opt.private_segments) return mk_shm_open(seg_name, 0, out);
+    char own[96];
+    snprintf(own, sizeof own, "%s-%d", seg_name, i);
+    mk_shm_unlink(own, 0);
+    mk_shm_config cfg = segment_config(al);
+    int rc = mk_shm_create(own, &cfg, out);
+    if (rc == MK_OK) mk_shm_unlink(own, 0);
+    return rc;
+}
+
+/* Engine operations of the whole segment so far: every block allocated
+ * or freed under the segment lock (a cache refill or trim moves one block
+ * per operation). mk_shm_stats walks the heap: called outside the timing. */
+uint64_t engine_ops(mk_shm *s) {
+    mk_stats st;
+    if (mk_shm_stats(s, &st) != MK_OK) return 0;
+    return st.n_alloc + st.n_free + st.n_realloc;
+}
+
 /* The body of child i. ready: write end to say "set up"; go: read end. */
 template <bool FRAG>
 int child(const Allocator &al, const Workload &w, int i, int ready, int go, uint64_t used0) {
@@ -473,9 +513,9 @@ int child(const Allocator &al, const Workload &w, int i, int ready, int go, uint
     Counts c;
     if (al.kind == K_MEMKIT) {
         mk_shm *s = nullptr;
-        int rc = mk_shm_open(seg_name, 0, &s);
+        int rc = open_segment(al, i, &s);
         if (rc != MK_OK) {
-            fprintf(stderr, "bench-shm: child %d: mk_shm_open: %s\n", i, mk_strerror(rc));
+            fprintf(stderr, "bench-shm: child %d: segment: %s\n", i, mk_strerror(rc));
             return 1;
         }
         mk_shm_info info;
@@ -484,7 +524,9 @@ int child(const Allocator &al, const Workload &w, int i, int ready, int go, uint
         replay_mk<FRAG>(s, slots, w.ops, 0, w.n_warm, c);
         if (!say_ready(ready)) return 1;
         wait_pipe(go);
+        pr.eng0 = engine_ops(s);
         timed(w, pr, [&](size_t a, size_t b) { replay_mk<FRAG>(s, slots, w.ops, a, b, c); });
+        pr.eng1 = engine_ops(s);
         for (uint32_t k = 0; k < w.n_slots; k++)
             if (slots[k] && mk_shm_free(s, slots[k]) != MK_OK) c.errors++;
         mk_shm_close(s);
@@ -526,6 +568,22 @@ int child(const Allocator &al, const Workload &w, int i, int ready, int go, uint
     return 0;
 }
 
+/* Engine operations during the timed phases. One segment: the span from
+ * the first start to the last end (the phases overlap; the little of one
+ * child's teardown that falls inside another's phase is counted).
+ * Private segments: the sum of each one's. */
+uint64_t engine_ops_timed(int nproc) {
+    uint64_t lo = UINT64_MAX, hi = 0, sum = 0;
+    for (int i = 0; i < nproc; i++) {
+        const ProcResult &pr = shared_page->proc[i];
+        lo = std::min(lo, pr.eng0);
+        hi = std::max(hi, pr.eng1);
+        sum += pr.eng1 - pr.eng0;
+    }
+    if (opt.private_segments) return sum;
+    return hi > lo ? hi - lo : 0;
+}
+
 /* One run of allocator al with nproc processes. frag: the untimed
  * fragmentation pass (its times are not used). */
 RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, bool frag) {
@@ -541,13 +599,7 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
     size_t seg_bytes = size_t(opt.segment_mib * MIB);
     if (al.kind == K_MEMKIT) {
         mk_shm_unlink(seg_name, 0);
-        mk_shm_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.size = seg_bytes;
-        cfg.policy = al.policy;
-        cfg.mode = 0600;
-        if (opt.cache_kib == 0) cfg.flags |= MK_SHM_NO_CACHE;
-        if (opt.cache_kib > 0) cfg.cache_bytes = size_t(opt.cache_kib) * 1024;
+        mk_shm_config cfg = segment_config(al);
         int rc = mk_shm_create(seg_name, &cfg, &parent_mk);
         if (rc != MK_OK) die("mk_shm_create failed", mk_strerror(rc));
         mk_stats st;
@@ -612,6 +664,7 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
     rr.peak_live = shared_page->peak_live.load();
 
     if (al.kind == K_MEMKIT) {
+        rr.eng_kop = rr.ops ? 1000.0 * double(engine_ops_timed(nproc)) / double(rr.ops) : 0;
         mk_stats st;
         if (mk_shm_stats(parent_mk, &st) != MK_OK) die("mk_shm_stats failed");
         rr.peak_used = shared_page->peak_spans.load();
@@ -720,6 +773,8 @@ void usage(FILE *f) {
         "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
         "  --no-prefault    do not pre-fault the segment mapping in each child\n"
         "  --no-frag        skip the untimed fragmentation pass\n"
+        "  --private-segments  memkit: each process on a segment of its own (what sharing one\n"
+        "                   costs; implies --no-frag)\n"
         "  --json FILE      also write the results as JSON\n",
         MAX_RUNS, MAX_PROCS);
 }
@@ -760,6 +815,8 @@ void parse_args(int argc, char **argv) {
             opt.prefault = false;
         else if (!strcmp(a, "--no-frag"))
             opt.frag = false;
+        else if (!strcmp(a, "--private-segments"))
+            opt.private_segments = true;
         else if (!strcmp(a, "--procs")) {
             need();
             opt.procs.clear();
@@ -800,6 +857,8 @@ void parse_args(int argc, char **argv) {
     if (opt.runs < 1 || opt.runs > MAX_RUNS) die("--runs out of range");
     if (opt.live < 1 || opt.ops < 1) die("--ops and --live must be positive");
     if (opt.segment_mib < 1) die("--segment-mib must be positive");
+    if (opt.private_segments)
+        opt.frag = false; /* the fragmentation pass reads the shared segment */
 }
 
 double ratio(uint64_t x, uint64_t y) { return y ? double(x) / double(y) : 0; }
@@ -895,15 +954,16 @@ int main(int argc, char **argv) {
 
     for (size_t p = 0; p < np; p++) {
         int n = opt.procs[p];
-        printf("\n== %d process%s on one segment%s\n", n, n > 1 ? "es" : "",
+        printf("\n== %d process%s on %s%s\n", n, n > 1 ? "es" : "",
+               opt.private_segments ? "private segments (memkit: one each)" : "one segment",
                n > 1 ? " (each allocates and frees its own blocks)" : "");
-        printf("%-12s %8s %8s %8s %8s %8s %7s %8s %8s %8s %7s %7s %7s %9s %6s\n", "allocator",
+        printf("%-12s %8s %8s %8s %8s %8s %7s %8s %8s %8s %7s %7s %7s %7s %9s %6s\n", "allocator",
                "ns/op", "min", "max", "cpu ns", "Mops/s", "x boost", "x glibc", p ? "scaling" : "",
-               "vcsw/kop", "used", "held", "foot", "peak live", "failed");
+               "vcsw/kop", "eng/kop", "used", "held", "foot", "peak live", "failed");
         for (int a = 0; a < N_ALLOCS; a++) {
             if (!opt.on[a]) continue;
             const Row &r = rows[p][size_t(a)];
-            std::vector<double> ns, cpu, mops, csw;
+            std::vector<double> ns, cpu, mops, csw, eng;
             bool cut = false;
             uint64_t failed = 0;
             for (const RunResult &x : r.runs) {
@@ -911,12 +971,14 @@ int main(int argc, char **argv) {
                 cpu.push_back(x.cpu_ns_op);
                 mops.push_back(x.mops);
                 csw.push_back(x.vcsw_kop);
+                if (x.eng_kop >= 0) eng.push_back(x.eng_kop);
                 cut |= x.cut;
                 failed += x.failed;
             }
             char scal[32] = "";
             if (p) snprintf(scal, sizeof scal, "%.3f", median(r.scaling));
-            char used[32] = "-", held[32] = "-", foot[32] = "-", live[32] = "-";
+            char used[32] = "-", held[32] = "-", foot[32] = "-", live[32] = "-", engs[32] = "-";
+            if (!eng.empty()) snprintf(engs, sizeof engs, "%.2f", median(eng));
             if (opt.frag) {
                 snprintf(used, sizeof used, "%.4f", ratio(r.frag.peak_used, r.frag.peak_live));
                 if (r.frag.peak_held)
@@ -924,12 +986,12 @@ int main(int argc, char **argv) {
                 snprintf(foot, sizeof foot, "%.4f", ratio(r.frag.footprint, r.frag.peak_live));
                 snprintf(live, sizeof live, "%.2fMiB", double(r.frag.peak_live) / double(MIB));
             }
-            printf("%-12s %7.1f%s %8.1f %8.1f %8.1f %8.2f %7.3f %8.3f %8s %8.2f %7s %7s %7s %9s "
-                   "%6" PRIu64 "\n",
+            printf("%-12s %7.1f%s %8.1f %8.1f %8.1f %8.2f %7.3f %8.3f %8s %8.2f %7s %7s %7s %7s "
+                   "%9s %6" PRIu64 "\n",
                    allocators[a].name, median(ns), cut ? "*" : " ",
                    *std::min_element(ns.begin(), ns.end()), *std::max_element(ns.begin(), ns.end()),
                    median(cpu), median(mops), median(r.vs_boost), median(r.vs_glibc), scal,
-                   median(csw), used, held, foot, live, failed + r.frag.failed);
+                   median(csw), engs, used, held, foot, live, failed + r.frag.failed);
         }
     }
     printf("\n  ns/op: per process, own wall time / own ops (mean over processes); cpu ns: the "
@@ -938,7 +1000,9 @@ int main(int argc, char **argv) {
            "theirs in the same round\n"
            "  scaling: Mops/s over the same allocator's with %d process in the same round; "
            "vcsw/kop: voluntary context\n"
-           "  switches per 1000 ops (sleeps on a contended lock); used: peak bytes of live blocks "
+           "  switches per 1000 ops (sleeps on a contended lock); eng/kop: memkit, blocks moved "
+           "under the\n"
+           "  segment lock (engine operations) per 1000 ops; used: peak bytes of live blocks "
            "(headers\n"
            "  included); held: memkit, peak bytes the heap counts in use (live blocks and the "
            "per-process\n"
@@ -975,8 +1039,9 @@ int main(int argc, char **argv) {
         json_str(f, date);
         fprintf(f,
                 ",\"runs\":%u,\"seed\":%" PRIu64 ",\"ops_per_process\":%zu,\"live\":%u,"
-                "\"segment_mib\":%" PRIu64 ",\"results\":[",
-                opt.runs, opt.seed, opt.ops, opt.live, opt.segment_mib);
+                "\"segment_mib\":%" PRIu64 ",\"private_segments\":%s,\"results\":[",
+                opt.runs, opt.seed, opt.ops, opt.live, opt.segment_mib,
+                opt.private_segments ? "true" : "false");
         bool first = true;
         for (size_t p = 0; p < np; p++)
             for (int a = 0; a < N_ALLOCS; a++) {
@@ -996,6 +1061,8 @@ int main(int argc, char **argv) {
                 arr("mops", [](const RunResult &x) { return x.mops; });
                 arr("wall_s", [](const RunResult &x) { return x.wall; });
                 arr("vcsw_per_kop", [](const RunResult &x) { return x.vcsw_kop; });
+                if (allocators[a].kind == K_MEMKIT)
+                    arr("engine_per_kop", [](const RunResult &x) { return x.eng_kop; });
                 auto med = [&](const char *key, const std::vector<double> &v) {
                     if (!v.empty()) fprintf(f, ",\"%s\":%.4f", key, median(v));
                 };

@@ -149,8 +149,9 @@ int mk__os_shm_list(const char *prefix, void (*fn)(const char *name, void *arg),
  * Storage of MK__OS_MUTEX_BYTES that may sit in shared memory. On POSIX a
  * pthread_mutex_t with PTHREAD_PROCESS_SHARED and PTHREAD_MUTEX_ROBUST. On
  * Win32 the storage holds the name of a named kernel mutex (and its
- * WAIT_ABANDONED result is reported as MK_EOWNERDEAD); each process opens
- * its own HANDLE on first use. */
+ * WAIT_ABANDONED result is reported as MK_EOWNERDEAD); each process needs a
+ * HANDLE of its own, which mk__os_mutex_attach opens and the matching
+ * mk__os_mutex_detach closes. */
 
 #define MK__OS_MUTEX_BYTES 64
 
@@ -179,8 +180,43 @@ int mk__os_mutex_consistent(mk__os_mutex *m);
 /* Unlock; the caller holds the lock. MK_EPERM if it does not. */
 int mk__os_mutex_unlock(mk__os_mutex *m);
 
-/* Destroy; nobody holds or waits on it. */
+/* Destroy; nobody holds or waits on it. Ends this process's use too: its
+ * Win32 HANDLE is closed whatever attachments remain, and a later detach
+ * finds nothing to do. */
 void mk__os_mutex_destroy(mk__os_mutex *m);
+
+/* This process starts to use the initialised shared mutex whose storage it
+ * has mapped (made by init here or in another process): Win32 opens the
+ * kernel mutex, or takes another reference on this process's HANDLE of it;
+ * POSIX has nothing to do. Call it once per user of the storage (a process
+ * may map one segment through several handles), then lock and unlock from
+ * any thread, until the matching detach. MK_OK, MK_EINVAL (storage that
+ * holds no initialised mutex), and on Win32 MK_ENOMEM (this process
+ * already uses as many shared mutexes as win32.c's table holds), MK_EOS.
+ * A process-local mutex needs no attachment: MK_OK, nothing done.
+ *
+ * Without an attachment, lock, trylock and unlock still work as they did
+ * before attach existed: the first of them opens the HANDLE, which is then
+ * kept until destroy; a caller that never detaches (a mutex that lives as
+ * long as the process) may skip attach. A thread must not use the mutex
+ * without an attachment of its own while the process's last detach of it
+ * runs. */
+int mk__os_mutex_attach(mk__os_mutex *m);
+
+/* Undo one mk__os_mutex_attach, while the storage is still mapped: Win32
+ * drops the reference and closes the HANDLE with the last one, so that the
+ * kernel mutex dies with the last process that uses it; POSIX: nothing.
+ * A detach without a matching attach does nothing.
+ *
+ * No thread of this process may hold the mutex through this attachment,
+ * nor use it through it later. Should the last detach find the mutex held
+ * by a thread of this process all the same (a caller's bug: the storage
+ * is about to go, so the holder cannot unlock), Win32 closes the HANDLE
+ * anyway, and other processes get MK_EOWNERDEAD and repair: when the
+ * holder exits if they have the kernel mutex open, else at their next
+ * lock (win32.c: the owner word). On POSIX the pthread mutex stays locked
+ * in the storage, as it would without detach. */
+void mk__os_mutex_detach(mk__os_mutex *m);
 
 /* ---- wait / wake on a 32-bit word ----------------------------------------
  * futex(FUTEX_WAIT/WAKE) on Linux; WaitOnAddress/WakeByAddress on Win32

@@ -455,6 +455,12 @@ int mk__os_mutex_unlock(mk__os_mutex *m) { return mk_mutex_err(pthread_mutex_unl
 
 void mk__os_mutex_destroy(mk__os_mutex *m) { (void)pthread_mutex_destroy(mk_pm(m)); }
 
+/* A pthread mutex is wholly in its storage: a process has nothing of its
+ * own to open or close for it. */
+int mk__os_mutex_attach(mk__os_mutex *m) { return m == NULL ? MK_EINVAL : MK_OK; }
+
+void mk__os_mutex_detach(mk__os_mutex *m) { (void)m; }
+
 /* ---- wait / wake on a 32-bit word ----------------------------------------- */
 
 /* A private futex is keyed by (mm, address) and skips the shared-mapping

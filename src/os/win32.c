@@ -4,10 +4,13 @@
  * STATUS: compiles with mingw-w64 (-std=c11 -Wall -Wextra -Werror), and
  * tests/win/win_smoke.c runs on it under Wine 8 (make check-windows): a
  * region, a shared segment with two handles, growth, the cache, the
- * directory and an SPSC queue, the process heap, growth in place (no hole
- * left in the reservation; a failed growth undone), a file-backed segment
+ * directory and an SPSC queue, the process heap, the lock's HANDLE given
+ * back on close (200 segments made and closed in turn; two handles, one
+ * closed, the other still locking), growth in place (no hole left in the
+ * reservation; a failed growth undone), a file-backed segment
  * made by an absolute path and shared, under another spelling of the path,
- * with a second handle and a child process, and 60 child processes
+ * with a second handle and a child process (and its only user killed
+ * holding the lock: repaired by the next opener), and 60 child processes
  * killed (TerminateProcess) while they work on a segment, about half of
  * them holding its lock: the abandoned mutex is repaired each time. Wine 8 has no
  * placeholders, so there the fallback below runs; the placeholder path
@@ -64,12 +67,21 @@
  *  - The mutex is a kernel mutex. Win32 mutexes are recursive: relocking
  *    from the owning thread succeeds (POSIX reports EDEADLK as MK_EOS).
  *    MK_ENOTRECOVERABLE is emulated with a state word in the shared
- *    storage. A shared mutex needs a name (MK_EINVAL without one), of any
- *    length and characters: a file path will do. The kernel object is
- *    named after a hash of it and its full path, made once by init and
- *    kept in the storage, where every process finds it (mk_wm_name). Each
- *    process caches its HANDLE in a fixed table of MK_WMUTEX_CACHE entries
- *    (MK_ENOMEM when full).
+ *    storage. A kernel mutex dies with its last HANDLE: when its holder
+ *    dies and no other process has it open (a file segment's last user),
+ *    the next opener makes a new one and sees no WAIT_ABANDONED, but finds
+ *    the dead holder's id still in the storage's owner word, and gets
+ *    MK_EOWNERDEAD all the same. A shared mutex needs a name (MK_EINVAL
+ *    without one), of any length and characters: a file path will do.
+ *    The kernel object is named after a hash of it and its full path,
+ *    made once by init and kept in the storage, where every process finds
+ *    it (mk_wm_name). Each process keeps its HANDLEs in a fixed table of MK_WMUTEX_CACHE (64)
+ *    entries, one per shared mutex in use, found by name on every lock:
+ *    mk__os_mutex_attach opens or references one, the last detach closes
+ *    it (segments do both, whatever number of handles a process holds to
+ *    one). So a process may have 64 segments open at once, however many it
+ *    opens and closes over its life; the 65th attach gets MK_ENOMEM.
+ *    Entries that lock opened without an attachment stay until destroy.
  *  - wait32/wake32 with shared == false use WaitOnAddress (same process
  *    only, as on Windows generally). With shared == true there is no
  *    cross-process WaitOnAddress: waits poll the word (Sleep(0) a few times,
@@ -914,10 +926,19 @@ static_assert(sizeof(struct mk_wmutex) <= MK__OS_MUTEX_BYTES, "mk_wmutex must fi
 static struct mk_wmutex *mk_wm(mk__os_mutex *m) { return (struct mk_wmutex *)(void *)m->opaque; }
 
 /* Per-process HANDLEs of shared mutexes, by name: the storage is shared and
- * cannot hold a HANDLE, which is only valid in the process that opened it. */
+ * cannot hold a HANDLE, which is only valid in the process that opened it.
+ * refs counts this process's attachments (mk__os_mutex_attach), one per
+ * user such as a segment handle: a process may hold several handles to one
+ * segment, and its threads may lock through any of them, so the HANDLE is
+ * closed, and the entry freed, only by the last detach. kept: a call
+ * without an attachment opened the entry, so it stays after the last
+ * detach, until destroy (such callers never say when they are done).
+ * h == NULL: a free entry. */
 static struct {
     char name[MK_WMUTEX_NAME];
     HANDLE h;
+    uint32_t refs;
+    bool kept;
 } mk_wm_cache[MK_WMUTEX_CACHE];
 static SRWLOCK mk_wm_lock = SRWLOCK_INIT;
 
@@ -930,29 +951,64 @@ static int mk_wm_open(const char *name, HANDLE *out) {
     return MK_OK;
 }
 
+/* Copy the name out of the shared storage, which another process could
+ * change under us: only the copy is checked and used. */
+static bool mk_wm_name_of(const struct mk_wmutex *w, char out[MK_WMUTEX_NAME]) {
+    memcpy(out, w->name, MK_WMUTEX_NAME);
+    return memchr(out, '\0', MK_WMUTEX_NAME) != NULL && out[0] != '\0';
+}
+
+/* The entry of name, -1 if none; *free_slot (when not NULL) gets the first
+ * free entry, -1 if none. The caller holds mk_wm_lock. */
+static int mk_wm_find(const char *name, int *free_slot) {
+    if (free_slot != NULL) *free_slot = -1;
+    for (int i = 0; i < MK_WMUTEX_CACHE; i++) {
+        if (mk_wm_cache[i].h != NULL) {
+            if (strcmp(mk_wm_cache[i].name, name) == 0) return i;
+        } else if (free_slot != NULL && *free_slot < 0) {
+            *free_slot = i;
+        }
+    }
+    return -1;
+}
+
+/* The caller holds mk_wm_lock. */
+static void mk_wm_free(int i) {
+    CloseHandle(mk_wm_cache[i].h);
+    mk_wm_cache[i].h = NULL;
+    mk_wm_cache[i].refs = 0;
+    mk_wm_cache[i].kept = false;
+}
+
+/* This process's HANDLE of the shared mutex w, opened if it has none yet;
+ * attach: count a new attachment, else a use without one (kept). */
+static int mk_wm_entry(const struct mk_wmutex *w, bool attach, HANDLE *out) {
+    char name[MK_WMUTEX_NAME];
+    if (!mk_wm_name_of(w, name)) return MK_EINVAL;
+    int rc = MK_OK, free_slot;
+    AcquireSRWLockExclusive(&mk_wm_lock);
+    int i = mk_wm_find(name, &free_slot);
+    if (i < 0 && free_slot < 0) rc = MK_ENOMEM;
+    if (i < 0 && free_slot >= 0 && (rc = mk_wm_open(name, &mk_wm_cache[free_slot].h)) == MK_OK) {
+        i = free_slot;
+        memcpy(mk_wm_cache[i].name, name, MK_WMUTEX_NAME);
+        mk_wm_cache[i].kept = !attach;
+    }
+    if (rc == MK_OK) {
+        if (attach) mk_wm_cache[i].refs++;
+        *out = mk_wm_cache[i].h;
+    }
+    ReleaseSRWLockExclusive(&mk_wm_lock);
+    return rc;
+}
+
 /* The HANDLE of m in this process, opened on first use. */
 static int mk_wm_handle(struct mk_wmutex *w, HANDLE *out) {
     if (!w->shared) {
         *out = (HANDLE)(uintptr_t)w->local;
         return MK_OK;
     }
-    int rc = MK_ENOMEM, free_slot = -1;
-    AcquireSRWLockExclusive(&mk_wm_lock);
-    for (int i = 0; i < MK_WMUTEX_CACHE; i++) {
-        if (mk_wm_cache[i].h == NULL) {
-            if (free_slot < 0) free_slot = i;
-        } else if (strcmp(mk_wm_cache[i].name, w->name) == 0) {
-            *out = mk_wm_cache[i].h;
-            ReleaseSRWLockExclusive(&mk_wm_lock);
-            return MK_OK;
-        }
-    }
-    if (free_slot >= 0 && (rc = mk_wm_open(w->name, out)) == MK_OK) {
-        memcpy(mk_wm_cache[free_slot].name, w->name, MK_WMUTEX_NAME);
-        mk_wm_cache[free_slot].h = *out;
-    }
-    ReleaseSRWLockExclusive(&mk_wm_lock);
-    return rc;
+    return mk_wm_entry(w, false, out);
 }
 
 static uint64_t mk_fnv1a(uint64_t h, const void *p, size_t n) {
@@ -969,8 +1025,8 @@ static uint64_t mk_fnv1a(uint64_t h, const void *p, size_t n) {
  * mutexes alive at the same time. The full path tells apart files of one
  * relative name in different directories; the name itself tells apart
  * names that GetFullPathNameW folds into one ("x." and "x"). With 64 bits
- * a collision is negligible. Not random: re-creating a segment then
- * reuses this process's cached HANDLE, and mk_wm_cache is never emptied. */
+ * a collision is negligible. Not random: a segment made again under its
+ * name finds the entry of the old one if this process still keeps it. */
 static void mk_wm_name(const char *name, char out[MK_WMUTEX_NAME]) {
     wchar_t wname[MK_WPATH_MAX], full[MK_WPATH_MAX];
     uint64_t h = mk_fnv1a(0xcbf29ce484222325u, name, strlen(name) + 1);
@@ -990,9 +1046,13 @@ int mk__os_mutex_init(mk__os_mutex *m, bool shared, const char *name) {
     if (shared) {
         if (name == NULL || name[0] == '\0') return MK_EINVAL;
         mk_wm_name(name, w->name);
+        /* Fail now if the kernel object cannot be made; but keep no
+         * HANDLE: each user attaches, and an entry left here would outlive
+         * them all. */
         HANDLE h = NULL;
-        int rc = mk_wm_handle(w, &h); /* create the kernel object now */
+        int rc = mk_wm_open(w->name, &h);
         if (rc != MK_OK) return rc;
+        CloseHandle(h);
     } else {
         HANDLE h = CreateMutexW(NULL, FALSE, NULL);
         if (h == NULL) return mk_last();
@@ -1010,6 +1070,10 @@ static int mk_wm_acquired(struct mk_wmutex *w, HANDLE h, DWORD r) {
         w->state = MK_WM_DIRTY;
         break; /* the owner died holding it */
     case WAIT_OBJECT_0:
+        /* Every unlock clears owner first. Still set by another thread, it
+         * names a holder that died while no other process had the kernel
+         * mutex open: the object, and its abandonment, died with it. */
+        if (w->owner != 0 && w->owner != GetCurrentThreadId()) w->state = MK_WM_DIRTY;
         break;
     case WAIT_TIMEOUT:
         return MK_EBUSY;
@@ -1069,16 +1133,34 @@ void mk__os_mutex_destroy(mk__os_mutex *m) {
     if (!w->shared) {
         CloseHandle((HANDLE)(uintptr_t)w->local);
     } else {
+        char name[MK_WMUTEX_NAME];
         AcquireSRWLockExclusive(&mk_wm_lock);
-        for (int i = 0; i < MK_WMUTEX_CACHE; i++) {
-            if (mk_wm_cache[i].h != NULL && strcmp(mk_wm_cache[i].name, w->name) == 0) {
-                CloseHandle(mk_wm_cache[i].h);
-                mk_wm_cache[i].h = NULL;
-            }
-        }
+        int i = mk_wm_name_of(w, name) ? mk_wm_find(name, NULL) : -1;
+        if (i >= 0) mk_wm_free(i);
         ReleaseSRWLockExclusive(&mk_wm_lock);
     }
     w->magic = 0;
+}
+
+int mk__os_mutex_attach(mk__os_mutex *m) {
+    if (m == NULL) return MK_EINVAL;
+    struct mk_wmutex *w = mk_wm(m);
+    if (w->magic != MK_WMUTEX_MAGIC) return MK_EINVAL;
+    if (!w->shared) return MK_OK; /* the storage holds its HANDLE */
+    HANDLE h = NULL;
+    return mk_wm_entry(w, true, &h);
+}
+
+void mk__os_mutex_detach(mk__os_mutex *m) {
+    if (m == NULL) return;
+    struct mk_wmutex *w = mk_wm(m);
+    char name[MK_WMUTEX_NAME];
+    if (w->magic != MK_WMUTEX_MAGIC || !w->shared || !mk_wm_name_of(w, name)) return;
+    AcquireSRWLockExclusive(&mk_wm_lock);
+    int i = mk_wm_find(name, NULL);
+    if (i >= 0 && mk_wm_cache[i].refs > 0 && --mk_wm_cache[i].refs == 0 && !mk_wm_cache[i].kept)
+        mk_wm_free(i);
+    ReleaseSRWLockExclusive(&mk_wm_lock);
 }
 
 /* ---- wait / wake on a 32-bit word ----------------------------------------------- */

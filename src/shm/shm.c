@@ -63,8 +63,12 @@ static int handle_new(mk_shm **out) {
     return MK_OK;
 }
 
-/* Unmap, close, free the handle. */
+/* Stop using the lock (before the unmap: detach reads the mutex), unmap,
+ * close, free the handle. A forked child's copy detaches too: the
+ * attachment is process state, and the child got a copy of the parent's
+ * with the handle (a no-op on POSIX, and Win32 has no fork). */
 static void handle_drop(mk_shm *s) {
+    if (s->lock_attached) mk__os_mutex_detach(mk__shm_mutex(s->h));
     if (s->h) mk__os_release(s->h, s->reserved);
     if (s->os.handle >= 0) mk__os_shm_close(&s->os);
     mk__os_release(s, page_round(sizeof(mk_shm)));
@@ -134,6 +138,17 @@ int mk__shm_lock_shared(mk_shm *s) {
 }
 
 void mk__shm_unlock_shared(mk_shm *s) { mk__os_mutex_unlock(mk__shm_mutex(s->h)); }
+
+/* This process starts to use the segment's lock (os.h: on Win32 it opens
+ * or references a HANDLE of the named mutex, so that closing the handle
+ * can give it back): once the header that holds the mutex is checked or
+ * made, before the first lock; handle_drop undoes it. A mutex that is not
+ * one in a checked header is damage. */
+static int lock_attach(mk_shm *s) {
+    int rc = mk__os_mutex_attach(mk__shm_mutex(s->h));
+    s->lock_attached = rc == MK_OK;
+    return rc == MK_EINVAL ? MK_ECORRUPT : rc;
+}
 
 /* The handle's mutex first, always: the cache's paths hold it and then take
  * the segment lock. It also orders this process's threads around the block
@@ -363,6 +378,7 @@ int mk_shm_open(const char *name, unsigned flags, mk_shm **out) {
     int rc = handle_new(&s);
     if (rc != MK_OK) return rc;
     rc = open_handle(s, name, flags);
+    if (rc == MK_OK) rc = lock_attach(s); /* observers lock too */
     if (rc == MK_OK) {
         rc = mk__shm_lock(s);
         if (rc == MK_OK) {
@@ -454,6 +470,7 @@ int mk_shm_create(const char *name, const mk_shm_config *cfg, mk_shm **out) {
         rc = map_to(s, size);
     }
     if (rc == MK_OK) rc = format(s, cfg, size, max);
+    if (rc == MK_OK) rc = lock_attach(s);
     if (rc == MK_OK) {
         rc = mk__shm_lock(s);
         if (rc == MK_OK) {
@@ -473,7 +490,7 @@ int mk_shm_create(const char *name, const mk_shm_config *cfg, mk_shm **out) {
 int mk_shm_close(mk_shm *s) {
     if (!s) return MK_OK;
     int rc = MK_OK;
-    /* A forked child holds a copy of its parent's handle: unmap only. */
+    /* A forked child holds a copy of its parent's handle: handle_drop only. */
     if (s->slot >= 0 && s->pid == mk__os_process_id()) {
         rc = mk__shm_lock(s);
         if (rc == MK_OK) {

@@ -177,7 +177,8 @@ struct mk_shm {
      * the meta block's budget. Set by keep_constants (shm.c). */
     mk_off data_start;
     uint64_t cache_budget;
-    uint64_t epoch; /* mk__os_fork_epoch() at open: a forked child's copy differs */
+    uint64_t epoch;     /* mk__os_fork_epoch() at open: a forked child's copy differs */
+    bool lock_attached; /* mk__os_mutex_attach done on the header's mutex (shm.c) */
 };
 
 /* Block kinds as classify() sees them. */

@@ -5,7 +5,9 @@
  * fork(), cmocka and POSIX calls. It runs one pass through each part that
  * sits on the platform layer: a region in a private mapping, a named shared
  * segment opened twice (mapping, named mutex, growth), its cache and
- * directory, an SPSC queue found by name, and the process heap; then
+ * directory, an SPSC queue found by name, and the process heap; the
+ * lock's kernel mutex given back when a segment closes (200 segments, one
+ * after another, and one segment with two handles, one closed); then
  * crashes: child processes (this program with the argument "child") work
  * on a segment, taking its lock for every operation, and are killed with
  * TerminateProcess at random moments (in a counted run under Wine 8, 28 of
@@ -19,7 +21,8 @@
  * as they were; and a file-backed segment made by an absolute path and
  * opened under another spelling of it by a second handle and a child
  * process ("path"), which must share its lock, then reopened from the
- * file. Exit status 0 when every check held; else the first failure is
+ * file; and a file segment's only user ("lone") killed holding its lock,
+ * which the next opener must repair. Exit status 0 when every check held; else the first failure is
  * printed.
  */
 #include <ctype.h>
@@ -58,6 +61,12 @@ static int failures;
             return;                                                                                \
         }                                                                                          \
     } while (0)
+
+static bool filled(const void *p, int byte, size_t n) {
+    const unsigned char *c = p;
+    return c[0] == (unsigned char)byte && c[n / 2] == (unsigned char)byte &&
+           c[n - 1] == (unsigned char)byte;
+}
 
 static void region(void) {
     static _Alignas(16) unsigned char buf[1 << 20];
@@ -145,6 +154,106 @@ static void heap(void) {
     mk_free(q);
 }
 
+/* ---- the lock's kernel mutex over a handle's life -------------------------------------- */
+
+#define MANY_SEGMENTS 200
+
+/* Handles this process holds now, by probing the handle values (multiples
+ * of 4; a small process's stay small, as this one's do): Wine 8's
+ * GetProcessHandleCount says 0. */
+static long handle_count(void) {
+    long n = 0;
+    for (uintptr_t v = 4; v < 16384; v += 4) {
+        DWORD flags;
+        if (GetHandleInformation((HANDLE)v, &flags)) n++;
+    }
+    return n;
+}
+
+/* One short-lived segment: every call takes its lock (no cache). */
+static void one_segment(int i) {
+    char name[32];
+    snprintf(name, sizeof name, "/mk-win-many-%d", i);
+    mk_shm_unlink(name, 0);
+    mk_shm_config cfg = {.size = 256u << 10, .policy = MK_POLICY_TLSF, .flags = MK_SHM_NO_CACHE};
+    mk_shm *s = NULL;
+    mk_off o;
+    mk_fault f;
+    CHECK(mk_shm_create(name, &cfg, &s), MK_OK);
+    CHECK(mk_shm_alloc(s, 100 + (size_t)i, &o), MK_OK);
+    memset(mk_shm_ptr(s, o), i, 100);
+    CHECK(mk_shm_free(s, o), MK_OK);
+    CHECK(mk_shm_validate(s, &f), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* More segments over the process's life than the platform layer's table
+ * of mutex HANDLEs has entries, one at a time: closing a segment must give
+ * its entry and HANDLE back (the table used to fill at the 65th name, and
+ * every later create failed with MK_ENOMEM), so the process ends the loop
+ * with the handles it began it with. */
+static void many_segments(void) {
+    long before = handle_count();
+    for (int i = 0; i < MANY_SEGMENTS; i++) {
+        int failed = failures;
+        one_segment(i);
+        if (failures != failed) {
+            fprintf(stderr, "win_smoke: many_segments: segment %d of %d failed\n", i + 1,
+                    MANY_SEGMENTS);
+            return;
+        }
+    }
+    long after = handle_count();
+    if (after != before)
+        fprintf(stderr, "win_smoke: many_segments: %ld handles before, %ld after\n", before, after);
+    HOLDS(after == before);
+}
+
+/* Allocate, fill, check and free through h, and validate: all under the
+ * segment's lock (no cache). */
+static void use_handle(mk_shm *h, int byte) {
+    mk_off o;
+    mk_fault f;
+    CHECK(mk_shm_alloc(h, 1000, &o), MK_OK);
+    memset(mk_shm_ptr(h, o), byte, 1000);
+    HOLDS(filled(mk_shm_ptr(h, o), byte, 1000));
+    CHECK(mk_shm_free(h, o), MK_OK);
+    CHECK(mk_shm_validate(h, &f), MK_OK);
+}
+
+/* Two handles to one segment in one process share its mutex HANDLE:
+ * closing one must leave it open for the other, whichever closes first
+ * (the creator's, then an opener's). The process's handle count shows it:
+ * a close gives back the handle's section only, the last one the mutex
+ * too. */
+static void two_handles_close_one(void) {
+    const char *name = "/mk-win-two";
+    mk_shm_unlink(name, 0);
+    mk_shm_config cfg = {.size = 256u << 10, .policy = MK_POLICY_TLSF, .flags = MK_SHM_NO_CACHE};
+    mk_shm *s = NULL, *t = NULL, *u = NULL;
+    mk_shm_info in;
+    long before = handle_count();
+    CHECK(mk_shm_create(name, &cfg, &s), MK_OK);
+    CHECK(mk_shm_open(name, 0, &t), MK_OK);
+    long both = handle_count();
+    use_handle(s, 0x11);
+    use_handle(t, 0x12);
+    CHECK(mk_shm_close(s), MK_OK);
+    HOLDS(handle_count() == both - 1); /* the section goes, the mutex stays */
+    use_handle(t, 0x13);
+    CHECK(mk_shm_get_info(t, &in), MK_OK);
+    HOLDS(in.attached == 1);
+    CHECK(mk_shm_open(name, MK_SHM_OBSERVE, &u), MK_OK);
+    CHECK(mk_shm_close(t), MK_OK);
+    use_handle(u, 0x14); /* an observer locks too */
+    CHECK(mk_shm_get_info(u, &in), MK_OK);
+    HOLDS(in.attached == 0);
+    CHECK(mk_shm_close(u), MK_OK);
+    HOLDS(handle_count() == before);
+    CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* ---- growth in place ------------------------------------------------------------------ */
 
 #define GRANULE 65536u /* the allocation granularity */
@@ -178,12 +287,6 @@ static bool view_in_place(const mk_shm *s) {
     MEMORY_BASIC_INFORMATION mbi;
     return VirtualQuery(s->h, &mbi, sizeof mbi) != 0 && mbi.Type == MEM_MAPPED &&
            mbi.AllocationBase == (void *)s->h && mbi.RegionSize >= s->mapped;
-}
-
-static bool filled(const void *p, int byte, size_t n) {
-    const unsigned char *c = p;
-    return c[0] == (unsigned char)byte && c[n / 2] == (unsigned char)byte &&
-           c[n - 1] == (unsigned char)byte;
 }
 
 /* A growth to a size that is not a multiple of the granule (the tail of
@@ -388,6 +491,60 @@ static void file_by_path(const char *self) {
     HOLDS(GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES);
 }
 
+/* ---- the last user dies holding the lock ----------------------------------------------- */
+
+#define LONE_READY "Local\\mk-win-lone-ready"
+
+/* The child of lone_holder_dies ("lone" PATH): opens the segment, takes its
+ * lock, says so and waits to be killed. Exits 2 on any failure. */
+static int lone_child(const char *path) {
+    HANDLE ready = OpenEventA(EVENT_MODIFY_STATE, FALSE, LONE_READY);
+    mk_shm *s = NULL;
+    if (ready == NULL || mk_shm_open(path, MK_SHM_FILE, &s) != MK_OK) return 2;
+    if (mk__shm_lock(s) != MK_OK || !SetEvent(ready)) return 2;
+    Sleep(INFINITE);
+    return 2;
+}
+
+/* A file segment outlives its users, its lock's kernel mutex does not:
+ * this process closes the segment (its HANDLE of the mutex goes), a child
+ * opens it alone and is killed holding the lock, and the mutex dies with
+ * it, WAIT_ABANDONED too. The next opener must repair all the same; the
+ * repair's reap frees the dead child's slot, which an open without repair
+ * would leave (attached == 2). */
+static void lone_holder_dies(const char *self) {
+    char path[MAX_PATH], cmd[2 * MAX_PATH + 16];
+    DWORD n = GetTempPathA(MAX_PATH, path);
+    HOLDS(n > 0 && n + sizeof "mk-win-lone.heap" <= MAX_PATH);
+    strcat(path, "mk-win-lone.heap");
+    mk_shm_unlink(path, MK_SHM_FILE);
+    mk_shm_config cfg = {.size = 256u << 10, .policy = MK_POLICY_TLSF, .flags = MK_SHM_FILE};
+    mk_shm *s = NULL;
+    mk_shm_info in;
+    CHECK(mk_shm_create(path, &cfg, &s), MK_OK);
+    CHECK(mk_shm_close(s), MK_OK);
+    HANDLE ready = CreateEventA(NULL, TRUE, FALSE, LONE_READY);
+    HOLDS(ready != NULL);
+    snprintf(cmd, sizeof cmd, "\"%s\" lone \"%s\"", self, path);
+    STARTUPINFOA si = {.cb = sizeof si};
+    PROCESS_INFORMATION pi;
+    bool started = CreateProcessA(NULL, cmd, NULL, NULL, FALSE, 0, NULL, NULL, &si, &pi);
+    bool held = started && WaitForSingleObject(ready, 20000) == WAIT_OBJECT_0;
+    CloseHandle(ready);
+    HOLDS(started);
+    HOLDS(TerminateProcess(pi.hProcess, 9));
+    HOLDS(WaitForSingleObject(pi.hProcess, 10000) == WAIT_OBJECT_0);
+    CloseHandle(pi.hThread);
+    CloseHandle(pi.hProcess);
+    HOLDS(held);
+    CHECK(mk_shm_open(path, MK_SHM_FILE, &s), MK_OK);
+    CHECK(mk_shm_get_info(s, &in), MK_OK);
+    HOLDS(in.attached == 1);
+    use_handle(s, 0x21);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(path, MK_SHM_FILE), MK_OK);
+}
+
 /* ---- crashes ---------------------------------------------------------------------------- */
 
 #define CRASH_SEG   "/mk-win-crash"
@@ -480,18 +637,23 @@ static void crashes(const char *self) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "child") == 0) return child();
     if (argc > 2 && strcmp(argv[1], "path") == 0) return path_child(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "lone") == 0) return lone_child(argv[2]);
     region();
     segment();
     heap();
+    two_handles_close_one();
+    many_segments();
     grow_keeps_reservation();
     failed_grow_keeps_view();
     file_by_path(argv[0]);
+    lone_holder_dies(argv[0]);
     crashes(argv[0]);
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
-           "queue), process heap, growth in place (no hole, failed growth undone), a file segment "
-           "by absolute path (second handle, child process), and %d child processes killed at "
-           "random moments passed\n",
-           CRASH_KILLS);
+           "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
+           "two handles with one closed), growth in place (no hole, failed growth undone), a file "
+           "segment by absolute path (second handle, child process; its only user killed "
+           "holding the lock), and %d child processes killed at random moments passed\n",
+           MANY_SEGMENTS, CRASH_KILLS);
     return 0;
 }

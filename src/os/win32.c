@@ -470,6 +470,11 @@ static int mk_file_mapping(HANDLE f, bool ro, uint64_t size, HANDLE *out) {
     *out = NULL;
     if (size == 0) return MK_OK;
     HANDLE m = CreateFileMappingW(f, NULL, ro ? PAGE_READONLY : PAGE_READWRITE, 0, 0, NULL);
+    /* A file opened read-only refuses PAGE_READWRITE: its handle says how
+     * it was opened (as in mk_view), so callers that do not know ask for
+     * read-write. */
+    if (m == NULL && !ro && GetLastError() == ERROR_ACCESS_DENIED)
+        m = CreateFileMappingW(f, NULL, PAGE_READONLY, 0, 0, NULL);
     if (m == NULL) return mk_last();
     *out = m;
     return MK_OK;
@@ -841,15 +846,6 @@ static int mk_map_from(HANDLE sec, void *at, size_t len, void **out) {
     return MK_OK;
 }
 
-/* A mapping object over the whole file as it is now; read-write if the
- * handle allows it (as mk_view). NULL on failure. */
-static HANDLE mk_file_mapping_now(HANDLE f) {
-    HANDLE m = CreateFileMappingW(f, NULL, PAGE_READWRITE, 0, 0, NULL);
-    if (m == NULL && GetLastError() == ERROR_ACCESS_DENIED)
-        m = CreateFileMappingW(f, NULL, PAGE_READONLY, 0, 0, NULL);
-    return m;
-}
-
 int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
     if (shm == NULL || shm->handle == -1 || len == 0 || out == NULL) return MK_EINVAL;
     if ((uintptr_t)at % mk__os_page_size() != 0) return MK_EINVAL;
@@ -859,9 +855,10 @@ int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
      * mapping object covers, and a view cannot reach past its section:
      * map from one made for the file as it is now. The view keeps that
      * section alive, so its handle is closed at once. */
-    HANDLE sec = mk_file_mapping_now(mk_h(shm->handle));
-    if (sec == NULL) return mk_last();
-    int rc = mk_map_from(sec, at, len, out);
+    HANDLE sec = NULL;
+    int rc = mk_file_mapping(mk_h(shm->handle), false, len, &sec);
+    if (rc != MK_OK) return rc;
+    rc = mk_map_from(sec, at, len, out);
     CloseHandle(sec);
     return rc;
 }

@@ -493,6 +493,34 @@ static void test_mutex_owner_dead(void **state) {
     assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);
 }
 
+/* A process that attached, used and detached the mutex leaves it working
+ * for the others (os.h: detach ends one process's use, not the mutex). */
+static int child_attach_use_detach(void *arg) {
+    if (mk__os_mutex_attach(arg) != MK_OK) return 1;
+    int rc = mk__os_mutex_lock(arg) == MK_OK && mk__os_mutex_unlock(arg) == MK_OK ? 0 : 2;
+    mk__os_mutex_detach(arg);
+    return rc;
+}
+
+static void test_mutex_attach(void **state) {
+    (void)state;
+    assert_int_equal(mk__os_mutex_attach(NULL), MK_EINVAL);
+    mk__os_mutex_detach(NULL); /* nothing to do */
+    mk__os_mutex *m = shared_page();
+    assert_int_equal(mk__os_mutex_init(m, true, "attach"), MK_OK);
+    assert_int_equal(mk__os_mutex_attach(m), MK_OK);
+    assert_int_equal(mk__os_mutex_attach(m), MK_OK); /* a second user in this process */
+    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
+    mk__os_mutex_detach(m);
+    assert_int_equal(mk__os_mutex_lock(m), MK_OK); /* the other user's attachment */
+    assert_int_equal(mk__os_mutex_unlock(m), MK_OK);
+    mk__os_mutex_detach(m);
+    mk__os_mutex_detach(m); /* one too many: nothing to do */
+    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
+    mk__os_mutex_destroy(m);
+    assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);
+}
+
 /* Another process sees a mutex that is not recoverable as such, at once
  * (alarm: a lock left set by the first refusal would hang it). */
 static int child_lock_not_recoverable(void *arg) {
@@ -789,6 +817,7 @@ int main(void) {
         cmocka_unit_test(test_file_persists),
         cmocka_unit_test(test_shm_list),
         cmocka_unit_test(test_mutex_basic),
+        cmocka_unit_test(test_mutex_attach),
         cmocka_unit_test(test_mutex_owner_dead),
         cmocka_unit_test(test_mutex_not_recoverable),
         cmocka_unit_test(test_mutex_busy_across_processes),

@@ -62,10 +62,12 @@ static int failures;
         }                                                                                          \
     } while (0)
 
+/* Whether all n bytes at p are byte. */
 static bool filled(const void *p, int byte, size_t n) {
     const unsigned char *c = p;
-    return c[0] == (unsigned char)byte && c[n / 2] == (unsigned char)byte &&
-           c[n - 1] == (unsigned char)byte;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != (unsigned char)byte) return false;
+    return true;
 }
 
 static void region(void) {
@@ -254,6 +256,28 @@ static void two_handles_close_one(void) {
     CHECK(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* A lock whose storage is not a mutex (another process wrote over it)
+ * is damage: opening the segment refuses it, and nothing leaks (the
+ * opener's handle is dropped, the creator's keeps working once the
+ * storage is mended). */
+static void damaged_lock_refused(void) {
+    const char *name = "/mk-win-badlock";
+    mk_shm_unlink(name, 0);
+    mk_shm_config cfg = {.size = 256u << 10, .policy = MK_POLICY_TLSF, .flags = MK_SHM_NO_CACHE};
+    mk_shm *s = NULL, *t = NULL;
+    CHECK(mk_shm_create(name, &cfg, &s), MK_OK);
+    long before = handle_count();
+    uint32_t *magic = (uint32_t *)(void *)mk__shm_mutex(s->h)->opaque; /* win32.c: first word */
+    uint32_t saved = *magic;
+    *magic = ~saved;
+    CHECK(mk_shm_open(name, 0, &t), MK_ECORRUPT);
+    HOLDS(t == NULL && handle_count() == before);
+    *magic = saved;
+    use_handle(s, 0x15);
+    CHECK(mk_shm_close(s), MK_OK);
+    CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* ---- growth in place ------------------------------------------------------------------ */
 
 #define GRANULE 65536u /* the allocation granularity */
@@ -367,13 +391,6 @@ static void failed_grow_keeps_view(void) {
 
 static size_t path_size(int i) { return 48 + (size_t)i * 40; }
 
-static bool all_bytes(const void *p, int byte, size_t n) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        if (c[i] != (unsigned char)byte) return false;
-    return true;
-}
-
 /* Allocate, fill with byte, check and free blocks through s and t, n
  * times or, if until is not NULL, until that process exits (at most n
  * times): the two processes' allocations overlap in time. */
@@ -385,7 +402,7 @@ static bool path_churn(mk_shm *s, mk_shm *t, int byte, HANDLE until, int n) {
         mk_off o;
         if (mk_shm_alloc(h, size, &o) != MK_OK) return false;
         memset(mk_shm_ptr(h, o), byte, size);
-        if (!all_bytes(mk_shm_ptr(h, o), byte, size) || mk_shm_free(h, o) != MK_OK) return false;
+        if (!filled(mk_shm_ptr(h, o), byte, size) || mk_shm_free(h, o) != MK_OK) return false;
     }
     return until == NULL;
 }
@@ -417,8 +434,8 @@ static bool path_blocks_ok(mk_shm *s, const mk_off *mine) {
     if (mk_shm_obj_find(s, "offs", &offs) != MK_OK) return false;
     const mk_off *theirs = mk_shm_ptr(s, offs.offset);
     for (int i = 0; i < PATH_N; i++) {
-        if (theirs[i] == 0 || !all_bytes(mk_shm_ptr(s, mine[i]), 0x40 + i % 64, path_size(i)) ||
-            !all_bytes(mk_shm_ptr(s, theirs[i]), 0x80 + i % 64, path_size(i)))
+        if (theirs[i] == 0 || !filled(mk_shm_ptr(s, mine[i]), 0x40 + i % 64, path_size(i)) ||
+            !filled(mk_shm_ptr(s, theirs[i]), 0x80 + i % 64, path_size(i)))
             return false;
     }
     return true;
@@ -642,6 +659,7 @@ int main(int argc, char **argv) {
     segment();
     heap();
     two_handles_close_one();
+    damaged_lock_refused();
     many_segments();
     grow_keeps_reservation();
     failed_grow_keeps_view();
@@ -651,7 +669,8 @@ int main(int argc, char **argv) {
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
-           "two handles with one closed), growth in place (no hole, failed growth undone), a file "
+           "two handles with one closed; a damaged lock refused), growth in place (no hole, failed "
+           "growth undone), a file "
            "segment by absolute path (second handle, child process; its only user killed "
            "holding the lock), and %d child processes killed at random moments passed\n",
            MANY_SEGMENTS, CRASH_KILLS);

@@ -260,7 +260,6 @@ struct Shared {
     std::atomic<uint64_t> live;       /* live requested bytes now */
     std::atomic<uint64_t> peak_live;  /* its peak */
     std::atomic<uint64_t> peak_used;  /* boost: peak of bytes in use (sampled after each op) */
-    std::atomic<uint64_t> lo, hi;     /* lowest block start, highest block end (offsets) */
     std::atomic<uint64_t> spans;      /* memkit: spans of the live blocks now (header included) */
     std::atomic<uint64_t> peak_spans; /* its peak */
 };
@@ -268,15 +267,27 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free, "need lock-free atomic
 
 Shared *shared_page;
 
+/* Footprint of a segment: one bit per 4 KiB page of it that a block ever
+ * covered (a separate shared mapping, sized for --segment-mib). */
+constexpr uint64_t FOOT_PAGE = 4096;
+std::atomic<uint64_t> *foot_bits;
+size_t foot_words;
+
+void foot_mark(uint64_t off, uint64_t len) {
+    for (uint64_t p = off / FOOT_PAGE; p <= (off + len - 1) / FOOT_PAGE; p++)
+        if (p / 64 < foot_words)
+            foot_bits[p / 64].fetch_or(UINT64_C(1) << (p % 64), std::memory_order_relaxed);
+}
+
+uint64_t foot_bytes() {
+    uint64_t pages = 0;
+    for (size_t i = 0; i < foot_words; i++) pages += uint64_t(__builtin_popcountll(foot_bits[i]));
+    return pages * FOOT_PAGE;
+}
+
 void atomic_max(std::atomic<uint64_t> &a, uint64_t v) {
     uint64_t cur = a.load(std::memory_order_relaxed);
     while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
-    }
-}
-
-void atomic_min(std::atomic<uint64_t> &a, uint64_t v) {
-    uint64_t cur = a.load(std::memory_order_relaxed);
-    while (v < cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
     }
 }
 
@@ -310,8 +321,7 @@ void replay_mk(mk_shm *s, mk_off *slots, const Op *ops, size_t from, size_t to, 
             if (FRAG) {
                 size_t us = 0;
                 mk_shm_usable_size(s, *sl, &us);
-                atomic_min(shared_page->lo, *sl);
-                atomic_max(shared_page->hi, *sl + us);
+                foot_mark(*sl - 8, us + 8);
                 atomic_max(shared_page->peak_spans,
                            shared_page->spans.fetch_add(us + 8, std::memory_order_relaxed) + us +
                                8);
@@ -346,8 +356,7 @@ void replay_boost(bip::managed_shared_memory &seg, void **slots, const Op *ops, 
             *static_cast<char *>(p) = char(i);
             if (FRAG) {
                 uint64_t off = uint64_t(seg.get_handle_from_address(p));
-                atomic_min(shared_page->lo, off);
-                atomic_max(shared_page->hi, off + seg.get_segment_manager()->size(p));
+                foot_mark(off - 16, seg.get_segment_manager()->size(p) + 16);
                 frag_live(o);
             }
         } else if (*sl) {
@@ -590,7 +599,7 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
     RunResult rr;
     rr.nproc = nproc;
     memset(static_cast<void *>(shared_page), 0, sizeof *shared_page);
-    shared_page->lo.store(UINT64_MAX);
+    for (size_t k = 0; k < foot_words; k++) foot_bits[k].store(0);
     snprintf(seg_name, sizeof seg_name, "/mk-bench-shm-%ld", long(getpid()));
 
     mk_shm *parent_mk = nullptr;
@@ -698,10 +707,7 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
             if (pr.gl_hi > pr.gl_lo) rr.footprint += pr.gl_hi - pr.gl_lo;
         }
     }
-    if (al.kind != K_GLIBC) {
-        uint64_t lo = shared_page->lo.load(), hi = shared_page->hi.load();
-        rr.footprint = hi > lo ? hi - lo : 0;
-    }
+    if (al.kind != K_GLIBC) rr.footprint = foot_bytes();
     if (rr.errors)
         fprintf(stderr, "bench-shm: %s: %" PRIu64 " frees refused\n", al.name, rr.errors);
     return rr;
@@ -922,6 +928,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     shared_page = static_cast<Shared *>(map_bytes(sizeof(Shared), true));
+    foot_words = size_t(opt.segment_mib * MIB / FOOT_PAGE / 64 + 1);
+    foot_bits = static_cast<std::atomic<uint64_t> *>(
+        map_bytes(foot_words * sizeof(std::atomic<uint64_t>), true));
     const size_t np = opt.procs.size();
     rows.assign(np, std::vector<Row>(N_ALLOCS));
 

@@ -118,8 +118,8 @@ typedef struct mk_shm_config {
 
 /** Largest request served by the per-process caches. */
 #define MK_SHM_CACHE_MAX_SIZE 4096
-/** Largest default of mk_shm_config.cache_bytes (segments of 64 MiB and up). */
-#define MK_SHM_CACHE_DEFAULT_BYTES ((size_t)1024 * 1024)
+/** Largest default of mk_shm_config.cache_bytes (segments of 256 MiB and up). */
+#define MK_SHM_CACHE_DEFAULT_BYTES ((size_t)4 * 1024 * 1024)
 /** The default budget is the segment's initial size over this. */
 #define MK_SHM_CACHE_SHARE 64
 /** Segments smaller than this (at attach time) get no caches. */

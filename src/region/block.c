@@ -46,6 +46,25 @@ static int take(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span) 
     return MK_OK;
 }
 
+/* take() from the other end: the top span bytes of free block b (out of
+ * the free structure) become a used block, *out; the rest stays free
+ * below it. With no room for a rest, the whole block, as take() does. */
+static int take_high(mk__hdr *h, const mk__policy_ops *ops, mk_off b, uint64_t span, mk_off *out) {
+    uint64_t have = mk__bspan(h, b);
+    if (have - span < ops->min_span) {
+        *out = b;
+        return take(h, ops, b, span);
+    }
+    uint64_t rest = have - span, w = mk__pack(h, b, rest, MK__F_FREE);
+    mk__set_at(h, b, w);
+    mk__set_at(h, b + rest - 8, w);
+    mk_off u = b + rest;
+    mk__set_at(h, u, mk__pack(h, u, span, MK__F_PREV_FREE));
+    set_prev_free(h, b + have, false); /* its predecessor is u now, used */
+    *out = u;
+    return ops->insert(h, b);
+}
+
 /* Bytes to skip at the start of free block b so that its payload is
  * aligned; 0 or at least min_span, so the skipped part is a block. */
 static uint64_t align_gap(const mk__hdr *h, mk_off b, uint64_t align, uint64_t min_span) {
@@ -57,7 +76,7 @@ static uint64_t align_gap(const mk__hdr *h, mk_off b, uint64_t align, uint64_t m
 
 /* The policy's answer is checked before it is followed: a damaged free
  * structure can name anything (see mk__policy_ops.find). */
-int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
+int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, unsigned place, mk_off *out) {
     const mk__policy_ops *ops = mk__ops(h);
     uint64_t want = align <= MK__GRAIN ? span : span + align + ops->min_span;
     mk_off b = ops->find(h, want);
@@ -82,6 +101,8 @@ int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
             return MK_OK;
         }
     }
+    if (place == MK__PLACE_HIGH && align <= MK__GRAIN)
+        return take_high(h, ops, b, span, out) == MK_OK ? MK_OK : MK_ECORRUPT;
     if (take(h, ops, b, span) != MK_OK) return MK_ECORRUPT;
     *out = b;
     return MK_OK;

@@ -190,7 +190,8 @@ static int carve(mk__hdr *h, mk_off b, uint64_t have, uint64_t need) {
     return MK_OK;
 }
 
-static int buddy_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out) {
+static int buddy_alloc(mk__hdr *h, uint64_t span, uint64_t align, unsigned place, mk_off *out) {
+    (void)place; /* a buddy's place is fixed by its size */
     buddy_state *S = st(h);
     if (span > (UINT64_C(1) << MAX_ORDER)) return MK_ENOMEM;
     uint64_t need = ceil_pow2(span < MIN_SPAN ? MIN_SPAN : span);

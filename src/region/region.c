@@ -263,22 +263,22 @@ static int lookup(const mk__hdr *h, mk_off off, mk_off *b) {
 
 /* The policy's allocation; when nothing fits, merge the parked quick
  * blocks back and try once more. */
-static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, mk_off *b, uint64_t op,
-                          uint64_t a0, uint64_t a1) {
+static int alloc_or_flush(mk__hdr *h, uint64_t span, uint64_t align, unsigned place, mk_off *b,
+                          uint64_t op, uint64_t a0, uint64_t a1) {
     const mk__policy_ops *ops = mk__ops(h);
-    int rc = ops->alloc(h, span, align, b);
+    int rc = ops->alloc(h, span, align, place, b);
     if (rc == MK_ENOMEM && h->quick_off && quick_parked(h)) {
         /* Nothing written yet: close this operation, flush (one operation
          * per block) and start it again. */
         mk__journal_end(h);
         rc = mk__quick_flush(h);
         mk__journal_begin(h, op, a0, a1, 0);
-        if (rc == MK_OK) rc = ops->alloc(h, span, align, b);
+        if (rc == MK_OK) rc = ops->alloc(h, span, align, place, b);
     }
     return rc;
 }
 
-int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
+int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, unsigned place, mk_off *b) {
     *b = 0;
     if (!mk__hdr_ok(h)) return MK_ECORRUPT;
     uint64_t span = mk__span_for(size ? size : 1, mk__ops(h)->min_span);
@@ -287,7 +287,7 @@ int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
         *b = mk__quick_pop(h, span, &rc);
         if (*b) rc = MK_OK;
     }
-    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, b, MK__OP_ALLOC, size, align);
+    if (rc == MK_ENOMEM) rc = alloc_or_flush(h, span, align, place, b, MK__OP_ALLOC, size, align);
     if (rc == MK_OK) mk__count_op(h, mk__bspan(h, *b), 0, 1, &h->c.n_alloc);
     if (rc == MK_ECORRUPT) mk__journal_undo(h);
     return rc;
@@ -303,7 +303,7 @@ int mk_region_alloc(mk_region *r, size_t size, size_t align, mk_off *out) {
     if (size > h->data_end - h->data_start) return mk__hdr_ok(h) ? MK_ETOOBIG : MK_ECORRUPT;
     mk_off b;
     mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
-    rc = mk__region_alloc_op(h, size, align, &b);
+    rc = mk__region_alloc_op(h, size, align, MK__PLACE_LOW, &b);
     if (rc == MK_OK) *out = b + MK__TAGW;
     if (rc == MK_ENOMEM) bump(h, &h->c.n_failed);
     mk__journal_end(h);
@@ -350,7 +350,8 @@ void mk__journal_payload_words(mk__hdr *h, mk_off b) {
  * its last skip_tail bytes, the old block is released. */
 static int move_block(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
-    int rc = alloc_or_flush(h, span, MK__GRAIN, nb, MK__OP_REALLOC, b + MK__TAGW, span);
+    int rc =
+        alloc_or_flush(h, span, MK__GRAIN, MK__PLACE_LOW, nb, MK__OP_REALLOC, b + MK__TAGW, span);
     if (rc != MK_OK) return rc;
     mk__journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);

@@ -188,12 +188,14 @@ typedef struct mk__policy_ops {
     /* Whole operations. Boundary-tag policies use mk__bt_* (block.c).
      * alloc: a used block whose payload (b + 8) is aligned to align
      *   (a power of two, >= 16) and whose span >= span; *out = b.
-     *   MK_ENOMEM when nothing fits. Counters are the caller's job.
+     *   place (MK__PLACE_*) says which end of the free block found to
+     *   take it from; a policy may ignore it. MK_ENOMEM when nothing
+     *   fits. Counters are the caller's job.
      * release: free used block b, merging as the policy does. MK_OK or
      *   MK_ECORRUPT.
      * resize: change used block b's span in place to at least span;
      *   MK_ENOMEM when it cannot (nothing changed then), MK_ECORRUPT. */
-    int (*alloc)(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
+    int (*alloc)(mk__hdr *h, uint64_t span, uint64_t align, unsigned place, mk_off *out);
     int (*release)(mk__hdr *h, mk_off b);
     int (*resize)(mk__hdr *h, mk_off b, uint64_t span);
     /* Extend the last block/free space to a new data_end; NULL: MK_ENOTSUP. */
@@ -391,10 +393,20 @@ static inline bool mk__plausible_free(const mk__hdr *h, mk_off b) {
 
 /* Check and normalise an alignment (0: default; below 16: 16). */
 int mk__check_align(size_t *align);
-/* Allocate size bytes aligned to align (checked, >= 16); *b = the block
- * (its payload is *b + 8). Counts it. MK_ENOMEM, MK_ECORRUPT (then every
- * write of the open operation was rolled back: mk__journal_undo). */
-int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
+/* Which end of the free block it splits an allocation takes. LOW is the
+ * classic choice (the remainder stays where it was, at the high end);
+ * HIGH takes the top and leaves the remainder below. A layer above can
+ * give two groups of callers opposite ends, so that blocks carved from
+ * one large free block (a fresh segment, its growth) do not interleave:
+ * two processes on one segment then do not share cache lines, or the
+ * neighbouring lines the hardware prefetches (docs/SHM.md). Only the
+ * boundary-tag policies honour it, and only for alignments up to 16. */
+enum { MK__PLACE_LOW = 0, MK__PLACE_HIGH = 1 };
+/* Allocate size bytes aligned to align (checked, >= 16), from the place
+ * end of the free block chosen; *b = the block (its payload is *b + 8).
+ * Counts it. MK_ENOMEM, MK_ECORRUPT (then every write of the open
+ * operation was rolled back: mk__journal_undo). */
+int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, unsigned place, mk_off *b);
 /* Free live block b (already looked up), merging or parking it. Counts it.
  * MK_ECORRUPT when its neighbours or the free structure are damaged (the
  * open operation rolled back, as above). */
@@ -413,7 +425,7 @@ void mk__count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64
 void mk__journal_payload_words(mk__hdr *h, mk_off b);
 
 /* ---- the boundary-tag engine (block.c) ------------------------------------------ */
-int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, mk_off *out);
+int mk__bt_alloc(mk__hdr *h, uint64_t span, uint64_t align, unsigned place, mk_off *out);
 int mk__bt_release(mk__hdr *h, mk_off b);
 int mk__bt_resize(mk__hdr *h, mk_off b, uint64_t span);
 int mk__bt_grow(mk__hdr *h, mk_off new_end);

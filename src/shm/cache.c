@@ -53,9 +53,10 @@
 
 #include <string.h>
 
-#define BIN_BYTES 16384u /* a list keeps about this many bytes, at least 4 blocks */
-#define BIN_MIN   4u
-#ifdef MK_TEST_HOOKS /* tests and fuzz seeds want caches in small segments */
+#define BIN_SHARE 32u    /* a list keeps about budget / BIN_SHARE bytes, */
+#define BIN_BYTES 16384u /* or this many if more, */
+#define BIN_MIN   4u     /* and at least this many blocks */
+#ifdef MK_TEST_HOOKS     /* tests and fuzz seeds want caches in small segments */
 uint64_t mk__test_cache_min_segment = MK_SHM_CACHE_MIN_SEGMENT;
 #define CACHE_MIN_SEGMENT mk__test_cache_min_segment
 #else
@@ -70,8 +71,13 @@ static inline void step(void) {
     MK__CRASH_POINT(); /* test builds: a crash between two steps */
 }
 
-static uint64_t bin_cap(uint64_t span) {
-    uint64_t n = BIN_BYTES / span;
+/* Blocks a list of span may hold. Scaled by the budget: lists long enough
+ * that a process rarely refills or trims one (each refill or trim is a
+ * locked engine operation on lines the other processes write too), and
+ * short enough that a few busy spans cannot take the whole budget. */
+static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
+    uint64_t bytes = s->cache_budget / BIN_SHARE;
+    uint64_t n = (bytes > BIN_BYTES ? bytes : BIN_BYTES) / span;
     if (n < BIN_MIN) n = BIN_MIN;
     return n > MK__SHM_CACHE_MAX_LEN ? MK__SHM_CACHE_MAX_LEN : n;
 }
@@ -133,7 +139,7 @@ static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t sp
     mk__hdr *h = s->h;
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, span, 1);
-    int rc = mk__shm_raw_alloc(h, span - MK__TAGW, 0, &b);
+    int rc = mk__shm_raw_alloc(h, span - MK__TAGW, 0, mk__shm_place(s), &b);
     if (rc == MK_OK && mk__bspan(h, b) != span) {
         /* The policy gave a larger block (its remainder was too small to
          * split): keep it on the list of its own span, or give it back if
@@ -183,7 +189,7 @@ static int trim_bin(mk_shm *s, mk__shm_cache *c, uint64_t i, uint64_t keep) {
     int rc = MK_OK;
     while (rc == MK_OK && bin->count > keep && bin->head) rc = trim_one(s, c, bin, i * 16);
     if (rc == MK_OK && bin->count > keep) rc = MK_ECORRUPT; /* the list ended early */
-    if (s->low[i] > bin->count) s->low[i] = (uint8_t)bin->count;
+    if (s->low[i] > bin->count) s->low[i] = (uint16_t)bin->count;
     return rc;
 }
 
@@ -215,7 +221,7 @@ static int pop(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_
     bin->head = next;
     if (!next) mark(c, span / 16, false);
     bin->count--;
-    if (bin->count < s->low[span / 16]) s->low[span / 16] = (uint8_t)bin->count;
+    if (bin->count < s->low[span / 16]) s->low[span / 16] = (uint16_t)bin->count;
     c->bytes -= span;
     c->blocks--;
     *mk__word(h, b + 16) = 0;
@@ -243,7 +249,7 @@ static void push(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, m
 
 /* Fill an empty list with a few blocks under one segment lock. */
 static void refill(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
-    uint64_t want = bin_cap(span) / 2 < REFILL ? bin_cap(span) / 2 : REFILL;
+    uint64_t want = bin_cap(s, span) / 2 < REFILL ? bin_cap(s, span) / 2 : REFILL;
     if (c->bytes + want * span > budget(s)) want = 1;
     if (mk__shm_lock_shared(s) != MK_OK) return; /* the locked path reports it */
     for (uint64_t i = 0; i < want; i++)
@@ -292,7 +298,7 @@ static int collect(mk_shm *s, mk__shm_cache *c) {
     for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++) {
         uint64_t n = c->bin[i].count, cold = (3u * s->low[i] + 3u) / 4u;
         if (cold) rc = trim_bin(s, c, i, n > cold ? n - cold : 0);
-        s->low[i] = (uint8_t)c->bin[i].count;
+        s->low[i] = (uint16_t)c->bin[i].count;
     }
     mk__shm_unlock_shared(s);
     if (before - c->bytes < budget(s) / 16) s->gc_wait = GC_WAIT;
@@ -309,7 +315,7 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
         if (rc != MK_OK) return rc;
         if (c->bytes + span > budget(s)) return MK_ENOENT;
     }
-    if (bin->count < bin_cap(span)) return MK_OK;
+    if (bin->count < bin_cap(s, span)) return MK_OK;
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
     rc = trim_bin(s, c, span / 16, bin->count / 2);
@@ -356,7 +362,7 @@ int mk__shm_cache_attach_locked(mk_shm *s) {
     if (!m->cache_bytes || h->size < CACHE_MIN_SEGMENT || s->slot < 0) return MK_OK;
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, (uint64_t)s->slot, 2);
-    int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_cache) + 8, 0, &b);
+    int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_cache) + 8, 0, mk__shm_place(s), &b);
     if (rc == MK_OK) {
         mk__journal_payload_words(h, b);
         mk__shm_cache *c = (mk__shm_cache *)(void *)mk__word(h, b + MK__TAGW);

@@ -113,7 +113,7 @@ static int create_once(mk_shm *s, const char *name, size_t len, uint64_t hash, u
     mk__hdr *h = s->h;
     mk__shm_meta *m = mk__shm_m(s);
     mk_off b = 0;
-    int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_ent) + size + 8, 0, &b);
+    int rc = mk__shm_raw_alloc(h, sizeof(mk__shm_ent) + size + 8, 0, mk__shm_place(s), &b);
     if (rc != MK_OK) return rc;
     mk__journal_payload_words(h, b);
     uint64_t span = mk__bspan(h, b);

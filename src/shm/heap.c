@@ -18,14 +18,14 @@
 
 /* ---- engine-level helpers (inside an open journal operation) -------------------- */
 
-int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b) {
+int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, unsigned place, mk_off *b) {
     if (align < MK__GRAIN) align = MK__GRAIN;
     /* MK_ENOMEM, not MK_ETOOBIG: the caller may grow the segment and retry;
      * but only when the numbers compared are sound, or a damaged header
      * would send it to grow. (The header is checked here only on refusal:
      * mk__region_alloc_op checks it on the way in.) */
     if (size > h->data_end - h->data_start) return mk__hdr_ok(h) ? MK_ENOMEM : MK_ECORRUPT;
-    return mk__region_alloc_op(h, size, align, b);
+    return mk__region_alloc_op(h, size, align, place, b);
 }
 
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t) {
@@ -124,7 +124,7 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
     bool drained = false;
     for (;;) {
         mk__journal_begin(h, MK__OP_USER, MK__SOP_ALLOC, size, align);
-        rc = mk__shm_raw_alloc(h, need, align, &b);
+        rc = mk__shm_raw_alloc(h, need, align, mk__shm_place(s), &b);
         if (rc == MK_OK) {
             uint64_t span = mk__bspan(h, b);
             if (flags & MK_SHM_ZERO) {

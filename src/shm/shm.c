@@ -406,7 +406,7 @@ static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t m
     if (rc != MK_OK) return rc;
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_META, 0, 0);
-    rc = mk__shm_raw_alloc(h, sizeof(mk__shm_meta) + 8, 0, &b);
+    rc = mk__shm_raw_alloc(h, sizeof(mk__shm_meta) + 8, 0, MK__PLACE_LOW, &b);
     if (rc == MK_OK) mk__shm_tag_block(h, b, mk__shm_trailer_for(MK_SHM_BLOCK_META, b));
     mk__journal_end(h);
     if (rc != MK_OK) return rc;

@@ -126,7 +126,7 @@ typedef struct mk__shm_ent {
 #define MK__SHM_CACHE_MG       UINT64_C(0x484341434D48534B) /* "KSHMCACH" */
 #define MK__SHM_CACHE_MAX_SPAN ((uint64_t)MK_SHM_CACHE_MAX_SIZE + 16)
 #define MK__SHM_CACHE_BINS     (MK__SHM_CACHE_MAX_SPAN / 16 + 1)
-#define MK__SHM_CACHE_MAX_LEN  64u /* blocks per list, at most */
+#define MK__SHM_CACHE_MAX_LEN  1024u /* blocks per list, at most (fits low[], uint16_t) */
 #define MK__SHM_CACHE_SLACK                                                                        \
     3 /* an allocation of span S may take a cached block of up to                                  \
          S + S / 2^3 bytes */
@@ -167,7 +167,7 @@ struct mk_shm {
     /* Private hints of the cache's collection (cache.c): per list, its
      * fewest blocks since the last collection; frees left before the next
      * may run. Not in the segment: only the living owner uses them. */
-    uint8_t low[MK__SHM_CACHE_BINS];
+    uint16_t low[MK__SHM_CACHE_BINS];
     uint32_t gc_wait;
     /* Copies of words that never change after creation, for the paths every
      * allocation and free takes (the cache, the capacity check): the
@@ -249,6 +249,14 @@ int mk__shm_lock_shared(mk_shm *s);
 void mk__shm_unlock_shared(mk_shm *s);
 /* Whether s is a copy inherited through fork() (no system call). */
 static inline bool mk__shm_inherited(const mk_shm *s) { return s->epoch != mk__os_fork_epoch(); }
+/* Which end of a free block this process's blocks come from
+ * (MK__PLACE_*): the high end for odd process-table slots, the low end for
+ * even ones and observers. Two processes attached one after the other get
+ * opposite ends, so their blocks, cache tables and refills do not
+ * interleave in a fresh or grown segment (docs/SHM.md, "Placement"). */
+static inline unsigned mk__shm_place(const mk_shm *s) {
+    return s->slot > 0 && (s->slot & 1) ? MK__PLACE_HIGH : MK__PLACE_LOW;
+}
 /* Grow the segment so that an allocation of need more bytes can fit.
  * MK_ENOMEM when it cannot grow (maximum reached, buddy). */
 int mk__shm_grow_locked(mk_shm *s, uint64_t need);
@@ -264,7 +272,7 @@ int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out);
  * MK_ENOMEM (the segment may grow) for a size beyond the current data.
  * Freeing and payload logging use the engine's mk__region_free_op and
  * mk__journal_payload_words directly. */
-int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, mk_off *b);
+int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, unsigned place, mk_off *b);
 /* Mark b as a tagged block with trailer word t (journaled). */
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t);
 /* Bytes the maximum size could ever give one block. */

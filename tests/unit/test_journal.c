@@ -184,7 +184,7 @@ static size_t live_size(const world *w, mk_off off) {
 }
 
 /* ---- operations ---------------------------------------------------------------------------- */
-enum { K_ALLOC, K_FREE, K_REALLOC, K_GROW };
+enum { K_ALLOC, K_ALLOC_HIGH, K_FREE, K_REALLOC, K_GROW };
 typedef struct op {
     const char *name;
     int kind;
@@ -197,6 +197,13 @@ static int run_op(mk_region *r, const op *o) {
     switch (o->kind) {
     case K_ALLOC:
         return mk_region_alloc(r, o->size, o->align, &out);
+    case K_ALLOC_HIGH: { /* the engine's operation, as the shared heap calls it */
+        mk__hdr *h = mk__h(r);
+        mk__journal_begin(h, MK__OP_ALLOC, o->size, 0, 0);
+        int rc = mk__region_alloc_op(h, o->size, MK__GRAIN, MK__PLACE_HIGH, &out);
+        mk__journal_end(h);
+        return rc;
+    }
     case K_FREE:
         return mk_region_free(r, o->off);
     case K_REALLOC:
@@ -342,6 +349,9 @@ static void build_ops(const world *w, op *ops, size_t *nops) {
     ops[n++] = (op){"alloc 300", K_ALLOC, 0, 300, 0};
     ops[n++] = (op){"alloc 5000", K_ALLOC, 0, 5000, 0};
     ops[n++] = (op){"alloc 0", K_ALLOC, 0, 0, 0};
+    ops[n++] = (op){"alloc 300 from the high end", K_ALLOC_HIGH, 0, 300, 0};
+    ops[n++] = (op){"alloc 5000 from the high end", K_ALLOC_HIGH, 0, 5000, 0};
+    ops[n++] = (op){"alloc 24 from the high end", K_ALLOC_HIGH, 0, 24, 0};
     ops[n++] = (op){"aligned alloc 700/1024", K_ALLOC, 0, 700, 1024};
     ops[n++] = (op){"aligned alloc 64/4096", K_ALLOC, 0, 64, 4096};
     ops[n++] = (op){"realloc from 0", K_REALLOC, 0, 2000, 0};

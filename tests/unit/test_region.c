@@ -450,6 +450,86 @@ static void test_alloc_basic(void **state) {
     }
 }
 
+/* The engine's allocation from either end of the free block it picks
+ * (MK__PLACE_*, what the shared heap gives two groups of processes): the
+ * payload offset, or 0 with the error in *rc. */
+static mk_off alloc_at(mk_region *r, size_t size, size_t align, unsigned place, int *rc) {
+    mk__hdr *h = mk__h(r);
+    mk_off b = 0;
+    mk__journal_begin(h, MK__OP_ALLOC, size, align, 0);
+    *rc = mk__region_alloc_op(h, size, align, place, &b);
+    mk__journal_end(h);
+    return *rc == MK_OK ? b + MK__TAGW : 0;
+}
+
+/* High-end allocations come from the top of a fresh region, each below
+ * the one before, low-end ones from the bottom; the whole-block and the
+ * aligned cases keep the region valid; everything freed merges back.
+ * Buddy ignores the place (its blocks are where their size puts them). */
+static void test_alloc_place(void **state) {
+    (void)state;
+    enum { N = 12 };
+    FOR_EACH_POLICY(p) {
+        void *mem;
+        mk_region *r = make(p, REGION_SIZE, 0, &mem);
+        const mk__hdr *h = mk__h(r);
+        bool bt = p != MK_POLICY_BUDDY;
+        mk_off hi[N], lo[N];
+        int rc;
+        for (int i = 0; i < N; i++) {
+            size_t size = 40 + (size_t)i * 100;
+            hi[i] = alloc_at(r, size, MK__GRAIN, MK__PLACE_HIGH, &rc);
+            EXPECT_RC(rc, MK_OK);
+            lo[i] = alloc_at(r, size, MK__GRAIN, MK__PLACE_LOW, &rc);
+            EXPECT_RC(rc, MK_OK);
+            fill(r, hi[i], size, (uint64_t)i);
+            fill(r, lo[i], size, (uint64_t)i + 100);
+            size_t u = usable(r, hi[i]);
+            EXPECT(u >= size, "usable %zu < %zu", u, size);
+            if (!bt) continue;
+            mk_off top = i ? hi[i - 1] - MK__TAGW : h->data_end;
+            EXPECT(hi[i] + u == top,
+                   "high block %d at %" PRIu64 " ends at %" PRIu64 ", not at %" PRIu64, i, hi[i],
+                   hi[i] + u, top);
+            EXPECT(lo[i] < hi[i], "low block %d above the high one", i);
+        }
+        if (bt) EXPECT(lo[0] - MK__TAGW == h->data_start, "first low block not at data_start");
+        valid(r);
+        /* A hole of exactly one block's span, taken whole from the high end
+         * by the policies that pick it (best fit, TLSF): no remainder. */
+        size_t b_size = usable(r, lo[3]);
+        EXPECT_RC(mk_region_free(r, lo[3]), MK_OK);
+        lo[3] = alloc_at(r, b_size, MK__GRAIN, MK__PLACE_HIGH, &rc);
+        EXPECT_RC(rc, MK_OK);
+        fill(r, lo[3], b_size, 103);
+        valid(r);
+        /* Aligned: the high end is not offered, the payload is aligned. */
+        mk_off al = alloc_at(r, 300, 256, MK__PLACE_HIGH, &rc);
+        EXPECT_RC(rc, MK_OK);
+        EXPECT(((uintptr_t)mem + al) % 256 == 0, "aligned high allocation misaligned");
+        valid(r);
+        for (int i = 0; i < N; i++) {
+            check_fill(r, hi[i], 40 + (size_t)i * 100, (uint64_t)i);
+            check_fill(r, lo[i], i == 3 ? b_size : 40 + (size_t)i * 100, (uint64_t)i + 100);
+        }
+        EXPECT_RC(mk_region_free(r, al), MK_OK);
+        for (int i = 0; i < N; i += 2) EXPECT_RC(mk_region_free(r, hi[i]), MK_OK);
+        for (int i = 0; i < N; i++) EXPECT_RC(mk_region_free(r, lo[i]), MK_OK);
+        valid(r);
+        for (int i = 1; i < N; i += 2) EXPECT_RC(mk_region_free(r, hi[i]), MK_OK);
+        valid(r);
+        mk_stats s = stats(r);
+        void *mem2;
+        mk_stats f = stats(make(p, REGION_SIZE, 0, &mem2));
+        EXPECT(s.blocks_used == 0 && s.blocks_free == f.blocks_free &&
+                   s.largest_free == f.largest_free,
+               "not merged back: %" PRIu64 " used, %" PRIu64 " free blocks (fresh %" PRIu64 ")",
+               s.blocks_used, s.blocks_free, f.blocks_free);
+        free(mem2);
+        free(mem);
+    }
+}
+
 static void test_alloc_zero(void **state) {
     (void)state;
     FOR_EACH_POLICY(p) {
@@ -1454,16 +1534,27 @@ static void test_journal_basics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy_names),  cmocka_unit_test(test_strerror),
-        cmocka_unit_test(test_min_size),      cmocka_unit_test(test_create_errors),
-        cmocka_unit_test(test_create_fresh),  cmocka_unit_test(test_attach),
-        cmocka_unit_test(test_alloc_basic),   cmocka_unit_test(test_alloc_zero),
-        cmocka_unit_test(test_alloc_too_big), cmocka_unit_test(test_alloc_enomem),
-        cmocka_unit_test(test_alloc_align),   cmocka_unit_test(test_free_errors),
-        cmocka_unit_test(test_realloc_paths), cmocka_unit_test(test_realloc_shrink_tail),
-        cmocka_unit_test(test_walk),          cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_stats_print),   cmocka_unit_test(test_grow),
-        cmocka_unit_test(test_validate),      cmocka_unit_test(test_journal_basics),
+        cmocka_unit_test(test_policy_names),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_min_size),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_create_fresh),
+        cmocka_unit_test(test_attach),
+        cmocka_unit_test(test_alloc_basic),
+        cmocka_unit_test(test_alloc_place),
+        cmocka_unit_test(test_alloc_zero),
+        cmocka_unit_test(test_alloc_too_big),
+        cmocka_unit_test(test_alloc_enomem),
+        cmocka_unit_test(test_alloc_align),
+        cmocka_unit_test(test_free_errors),
+        cmocka_unit_test(test_realloc_paths),
+        cmocka_unit_test(test_realloc_shrink_tail),
+        cmocka_unit_test(test_walk),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_stats_print),
+        cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_journal_basics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

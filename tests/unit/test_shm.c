@@ -414,6 +414,50 @@ static void test_two_handles(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* Processes attached one after the other take blocks from opposite ends
+ * of the free space (docs/SHM.md, "Placement"): the creator (slot 0) from
+ * the low end, the next (slot 1) from the high end, a third (slot 2) from
+ * the low end again; through the caches and the locked path alike, and in
+ * the space the segment grows into. Without it the two would interleave
+ * from the bottom up. */
+static void test_placement(void **state) {
+    (void)state;
+    const char *name = nm("place");
+    mk_shm *a = make(name, 4 * MB, 16 * MB, MK_POLICY_TLSF, 0);
+    mk_shm *b = NULL, *c = NULL;
+    RC(mk_shm_open(name, 0, &b), MK_OK);
+    mk_off xa, xb, ya, yb, yc, big[8];
+    RC(mk_shm_alloc(a, 100, &xa), MK_OK); /* cache refills */
+    RC(mk_shm_alloc(b, 100, &xb), MK_OK);
+    RC(mk_shm_alloc(a, 20000, &ya), MK_OK); /* the locked path */
+    RC(mk_shm_alloc(b, 20000, &yb), MK_OK);
+    assert_true(xa < 2 * MB && ya < 2 * MB);
+    assert_true(xb > 2 * MB && yb > 2 * MB);
+    RC(mk_shm_open(name, 0, &c), MK_OK);
+    RC(mk_shm_alloc(c, 20000, &yc), MK_OK);
+    assert_true(yc < 2 * MB);
+    /* b fills the segment from the top down and makes it grow: its
+     * blocks after the growth sit at the top of the new space. */
+    for (int i = 0; i < 8; i++) RC(mk_shm_alloc(b, MB, &big[i]), MK_OK);
+    mk_shm_info in;
+    RC(mk_shm_get_info(a, &in), MK_OK);
+    assert_true(in.size > 4 * MB);
+    assert_true(big[7] > 4 * MB);
+    for (int i = 1; i < 8; i++) assert_true(big[i] < big[i - 1] || big[i] > 4 * MB);
+    valid(a);
+    for (int i = 0; i < 8; i++) RC(mk_shm_free(a, big[i]), MK_OK);
+    RC(mk_shm_free(b, xa), MK_OK);
+    RC(mk_shm_free(a, xb), MK_OK);
+    RC(mk_shm_free(c, ya), MK_OK);
+    RC(mk_shm_free(a, yb), MK_OK);
+    RC(mk_shm_free(b, yc), MK_OK);
+    valid(a);
+    RC(mk_shm_close(c), MK_OK);
+    RC(mk_shm_close(b), MK_OK);
+    RC(mk_shm_close(a), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* ---- removal on last close ---------------------------------------------------------------- */
 
 static void test_remove_on_last_close(void **state) {
@@ -689,12 +733,16 @@ static int count_kinds(const mk_shm_block *b, void *arg) {
 }
 
 /* The default budget is 1/MK_SHM_CACHE_SHARE of the initial size, capped
- * (a segment of 128 MiB: its pages are never touched), and the caller's
- * budget wins. */
+ * (segments of 128 and 512 MiB: their pages are never touched), and the
+ * caller's budget wins. */
 static void test_cache_default_budget(void **state) {
     (void)state;
     const char *name = nm("cache-budget");
     mk_shm *s = make(name, 128 * MB, 0, MK_POLICY_TLSF, 0);
+    assert_int_equal(info_of(s).cache_bytes, 128 * MB / MK_SHM_CACHE_SHARE);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+    s = make(name, 512 * MB, 0, MK_POLICY_TLSF, 0);
     assert_int_equal(info_of(s).cache_bytes, MK_SHM_CACHE_DEFAULT_BYTES);
     RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_unlink(name, 0), MK_OK);
@@ -818,8 +866,8 @@ static void test_cache_collect_damage(void **state) {
     uint64_t i = mk__bspan(s->h, o[0] - 8) / 16;
     mk__shm_bin *bin = &s->cache->bin[i];
     assert_true(s->cache->bytes + 208 > cfg.cache_bytes);
-    s->gc_wait = 0;                  /* the next free over the budget collects, */
-    s->low[i] = (uint8_t)bin->count; /* and this list's blocks are all cold */
+    s->gc_wait = 0;                   /* the next free over the budget collects, */
+    s->low[i] = (uint16_t)bin->count; /* and this list's blocks are all cold */
     mk_off keep = bin->head;
     bin->head = 12345;
     mk_stats before = stats_of(s);
@@ -1049,6 +1097,7 @@ int main(void) {
         cmocka_unit_test(test_foreign),
         cmocka_unit_test(test_file_backed),
         cmocka_unit_test(test_two_handles),
+        cmocka_unit_test(test_placement),
         cmocka_unit_test(test_remove_on_last_close),
         cmocka_unit_test(test_objects),
         cmocka_unit_test(test_objects_race),

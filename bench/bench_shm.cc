@@ -262,10 +262,12 @@ struct Shared {
     std::atomic<uint64_t> peak_used;  /* boost: peak of bytes in use (sampled after each op) */
     std::atomic<uint64_t> spans;      /* memkit: spans of the live blocks now (header included) */
     std::atomic<uint64_t> peak_spans; /* its peak */
+    std::atomic<int> timed_done;      /* children past their timed phase */
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "need lock-free atomics");
 
 Shared *shared_page;
+int run_nproc; /* children of the current run */
 
 /* Footprint of a segment: one bit per 4 KiB page of it that a block ever
  * covered (a separate shared mapping, sized for --segment-mib). */
@@ -467,6 +469,13 @@ template <typename F> void timed(const Workload &w, ProcResult &pr, F &&replay) 
     pr.ops = done - w.n_warm;
     pr.vcsw = ru1.ru_nvcsw - ru0.ru_nvcsw;
     pr.ivcsw = ru1.ru_nivcsw - ru0.ru_nivcsw;
+    /* Tear down only when every process is done: a process freeing its
+     * blocks (and, for memkit, draining its cache under the segment lock)
+     * while another is still timed would add to the other's time work that
+     * is not the workload's. Bounded, in case a sibling died. */
+    shared_page->timed_done.fetch_add(1);
+    double limit = now_wall() + 2 * (pr.t1 - pr.t0) + 1;
+    while (shared_page->timed_done.load() < run_nproc && now_wall() < limit) usleep(200);
 }
 
 /* Tell the parent this child is set up, and close the pipe: a child that
@@ -599,6 +608,7 @@ RunResult run(const Allocator &al, const std::vector<Workload> &ws, int nproc, b
     RunResult rr;
     rr.nproc = nproc;
     memset(static_cast<void *>(shared_page), 0, sizeof *shared_page);
+    run_nproc = nproc;
     for (size_t k = 0; k < foot_words; k++) foot_bits[k].store(0);
     snprintf(seg_name, sizeof seg_name, "/mk-bench-shm-%ld", long(getpid()));
 

@@ -27,8 +27,8 @@
  * Lists are refilled and trimmed in batches under the segment lock, one
  * journal operation per block, so the lock is taken once per several
  * operations. A list holds at most MK__SHM_CACHE_MAX_LEN blocks and about
- * 16 KiB; all lists together at most the segment's cache budget: at it, a
- * freed block goes straight to the heap.
+ * 1/32 of the budget (bin_cap); all lists together at most the segment's
+ * cache budget: at it, a freed block goes straight to the heap.
  *
  * Crashes. The owner changes its lists without the journal (nobody else
  * reads them while it lives), in an order that keeps every block findable:

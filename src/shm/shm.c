@@ -101,7 +101,7 @@ static int sync_map(mk_shm *s) {
 /* The per-process cache budget: the caller's, else 1/MK_SHM_CACHE_SHARE of
  * the initial size up to MK_SHM_CACHE_DEFAULT_BYTES. Scaled, so that the
  * caches of a few processes cannot hold a small segment's free space; a
- * large segment gets the budget that makes two processes scale (1 MiB:
+ * large segment gets the budget that makes two processes scale (4 MiB:
  * docs/BENCHMARKS.md, the budget sweep). */
 static uint64_t cache_budget(const mk_shm_config *cfg, uint64_t size) {
     if (cfg->cache_bytes) return cfg->cache_bytes;

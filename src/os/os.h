@@ -269,6 +269,19 @@ static inline uint64_t mk__os_fork_epoch(void) {
     return atomic_load_explicit(&mk__os_fork_counter, memory_order_relaxed);
 }
 
+/* Whether the process has a single thread, so that no other thread can be
+ * inside a critical section of the caller's (another thread could only be
+ * made by the caller itself). glibc keeps this flag for its own malloc,
+ * which takes no arena lock in a single-threaded process:
+ * `__libc_single_threaded` (glibc 2.32 and later), cleared when a second
+ * thread is made and set again in the child of a fork. Elsewhere (other C
+ * libraries, Win32) the answer is always false. A caller that skips a lock
+ * on true must decide once and unlock by the same decision: the flag may
+ * turn false at any time after a thread is made. Read on every cache
+ * operation of a shared heap: inline, one load through a pointer. */
+extern const volatile char *mk__os_single_thread_flag;
+static inline bool mk__os_single_threaded(void) { return *mk__os_single_thread_flag != 0; }
+
 /* Start time of process pid in an OS-specific unit (clock ticks since boot
  * from /proc/PID/stat field 22; FILETIME of creation on Win32). Together
  * with pid it names one process for its life: a reused pid has another

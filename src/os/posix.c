@@ -44,6 +44,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#include <sys/single_threaded.h>
+#define MK_SINGLE_THREAD_FLAG (&__libc_single_threaded)
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -514,6 +518,13 @@ int mk__os_heavy_barrier(void) {
 uint64_t mk__os_thread_id(void) { return (uint64_t)syscall(SYS_gettid); }
 
 uint64_t mk__os_process_id(void) { return (uint64_t)getpid(); }
+
+#ifdef MK_SINGLE_THREAD_FLAG
+const volatile char *mk__os_single_thread_flag = MK_SINGLE_THREAD_FLAG;
+#else
+static const char never_single = 0; /* no such flag in this C library: always lock */
+const volatile char *mk__os_single_thread_flag = &never_single;
+#endif
 
 _Atomic uint64_t mk__os_fork_counter;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;

@@ -1220,6 +1220,8 @@ uint64_t mk__os_process_id(void) { return GetCurrentProcessId(); }
 
 int mk__os_fork_watch(void) { return MK_OK; } /* no fork() on Windows */
 _Atomic uint64_t mk__os_fork_counter;         /* never changes */
+static const char never_single = 0;           /* no such flag: always lock */
+const volatile char *mk__os_single_thread_flag = &never_single;
 
 static uint64_t mk_filetime(FILETIME ft) {
     return ((uint64_t)ft.dwHighDateTime << 32) | ft.dwLowDateTime;

@@ -502,6 +502,41 @@ static int child_attach_use_detach(void *arg) {
     return rc;
 }
 
+/* The single-thread flag (mk__os_single_threaded): with glibc true in the
+ * child of a fork (glibc sets it there, and this child makes no thread;
+ * but ThreadSanitizer's runtime has a thread of its own, so not there),
+ * false as soon as a second thread exists; never true with a second
+ * thread, on any C library. A wrong "true" would let the shared heap's
+ * caches skip the handle's mutex with threads around. */
+static void *no_op(void *p) { return p; }
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+static void test_single_threaded(void **state) {
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+#if defined(__GLIBC__) && !defined(UNDER_TSAN)
+        if (!mk__os_single_threaded()) _exit(1);
+#endif
+        pthread_t t;
+        if (pthread_create(&t, NULL, no_op, NULL) != 0) _exit(2);
+        bool single = mk__os_single_threaded();
+        pthread_join(t, NULL);
+        _exit(single ? 3 : 0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_mutex_attach(void **state) {
     (void)state;
     assert_int_equal(mk__os_mutex_attach(NULL), MK_EINVAL);
@@ -818,6 +853,7 @@ int main(void) {
         cmocka_unit_test(test_shm_list),
         cmocka_unit_test(test_mutex_basic),
         cmocka_unit_test(test_mutex_attach),
+        cmocka_unit_test(test_single_threaded),
         cmocka_unit_test(test_mutex_owner_dead),
         cmocka_unit_test(test_mutex_not_recoverable),
         cmocka_unit_test(test_mutex_busy_across_processes),

@@ -13,7 +13,7 @@
  * the engine a cached block stays allocated, so the engine's state is
  * touched only under the segment lock, as before; the lists are the
  * process's own, guarded by its handle's mutex (threads of one process
- * share the table).
+ * share the table; a process with one thread skips it: cache_lock).
  *
  *     table (in the segment)            cached blocks (allocated, for the engine)
  *     +---------+                        +------+------+--------+----

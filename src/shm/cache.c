@@ -143,8 +143,10 @@ static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t sp
     if (rc == MK_OK && mk__bspan(h, b) != span) {
         /* The policy gave a larger block (its remainder was too small to
          * split): keep it on the list of its own span, or give it back if
-         * no list has that span. */
-        if (mk__bspan(h, b) > MK__SHM_CACHE_MAX_SPAN) {
+         * no list has that span or that list is full (past its cap it
+         * could pass MK__SHM_CACHE_MAX_LEN, which validate calls damage). */
+        uint64_t got = mk__bspan(h, b);
+        if (got > MK__SHM_CACHE_MAX_SPAN || c->bin[got / 16].count >= bin_cap(s, got)) {
             rc = mk__region_free_op(h, b);
             mk__journal_end(h);
             return rc == MK_OK ? MK_ENOMEM : rc;

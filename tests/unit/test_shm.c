@@ -1023,6 +1023,45 @@ static void test_cache_dead_process(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* A refill whose policy hands back a larger block (the remainder too small
+ * to split) keeps it on the list of that span, but never past the list's
+ * cap: a list at its cap would grow past MK__SHM_CACHE_MAX_LEN, which
+ * validate (rightly) reports as damage. Set up with best fit: the list of
+ * span 112 full at 1024 blocks (4 MiB budget: cap 131072 / 112 > 1024),
+ * one free hole of span 112 in the heap between used blocks, then an
+ * allocation of span 96 (its list empty, 112 beyond its slack) refills
+ * from the heap, which gives the 112 hole whole. */
+static void test_cache_refill_full_list(void **state) {
+    (void)state;
+    const char *name = nm("cache-full");
+    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_BEST_FIT, .cache_bytes = 4 * MB};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    enum { N = 1100 };
+    static mk_off o[N];
+    for (int i = 0; i < N; i++) RC(mk_shm_alloc(s, 100, &o[i]), MK_OK); /* span 112 */
+    mk__shm_bin *full = &s->cache->bin[112 / 16];
+    int i = 0;
+    while (full->count < MK__SHM_CACHE_MAX_LEN) RC(mk_shm_free(s, o[i++]), MK_OK);
+    assert_int_equal(full->count, MK__SHM_CACHE_MAX_LEN);
+    /* A hole of span 112 between used blocks: owned blocks bypass the cache. */
+    mk_off w[3];
+    for (int k = 0; k < 3; k++) RC(mk_shm_alloc_ex(s, 96, 0, MK_SHM_OWNED, &w[k]), MK_OK);
+    RC(mk_shm_free(s, w[1]), MK_OK);
+    assert_int_equal(s->cache->bin[96 / 16].count, 0);
+    mk_off x;
+    RC(mk_shm_alloc(s, 88, &x), MK_OK); /* span 96 */
+    assert_true(full->count <= MK__SHM_CACHE_MAX_LEN);
+    valid(s);
+    RC(mk_shm_free(s, x), MK_OK);
+    RC(mk_shm_free(s, w[0]), MK_OK);
+    RC(mk_shm_free(s, w[2]), MK_OK);
+    for (; i < N; i++) RC(mk_shm_free(s, o[i]), MK_OK);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* Random operations through the caches against a model (every live block's
  * contents), each policy; validate on the way; at the end everything freed
  * and flushed gives back exactly the starting bytes: no block lost. Sizes
@@ -1179,6 +1218,7 @@ int main(void) {
         cmocka_unit_test(test_cache_collect_damage),
         cmocka_unit_test(test_cache_dead_process),
         cmocka_unit_test(test_cache_random),
+        cmocka_unit_test(test_cache_refill_full_list),
         cmocka_unit_test(test_threads_share_handle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

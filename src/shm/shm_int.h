@@ -126,7 +126,7 @@ typedef struct mk__shm_ent {
 #define MK__SHM_CACHE_MG       UINT64_C(0x484341434D48534B) /* "KSHMCACH" */
 #define MK__SHM_CACHE_MAX_SPAN ((uint64_t)MK_SHM_CACHE_MAX_SIZE + 16)
 #define MK__SHM_CACHE_BINS     (MK__SHM_CACHE_MAX_SPAN / 16 + 1)
-#define MK__SHM_CACHE_MAX_LEN  1024u /* blocks per list, at most (fits low[], uint16_t) */
+#define MK__SHM_CACHE_MAX_LEN  1024u /* blocks per list, at most */
 #define MK__SHM_CACHE_SLACK                                                                        \
     3 /* an allocation of span S may take a cached block of up to                                  \
          S + S / 2^3 bytes */
@@ -149,6 +149,7 @@ typedef struct mk__shm_cache {
 } mk__shm_cache;
 
 _Static_assert(sizeof(mk__shm_ent) % 16 == 0, "object data must stay 16-aligned");
+_Static_assert(MK__SHM_CACHE_MAX_LEN <= UINT16_MAX, "a list's length must fit mk_shm.low[]");
 _Static_assert(sizeof(((mk__hdr *)0)->lock) >= MK__OS_MUTEX_BYTES, "no room for the mutex");
 
 struct mk_shm {

@@ -502,6 +502,25 @@ static int child_attach_use_detach(void *arg) {
     return rc;
 }
 
+static void test_mutex_attach(void **state) {
+    (void)state;
+    assert_int_equal(mk__os_mutex_attach(NULL), MK_EINVAL);
+    mk__os_mutex_detach(NULL); /* nothing to do */
+    mk__os_mutex *m = shared_page();
+    assert_int_equal(mk__os_mutex_init(m, true, "attach"), MK_OK);
+    assert_int_equal(mk__os_mutex_attach(m), MK_OK);
+    assert_int_equal(mk__os_mutex_attach(m), MK_OK); /* a second user in this process */
+    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
+    mk__os_mutex_detach(m);
+    assert_int_equal(mk__os_mutex_lock(m), MK_OK); /* the other user's attachment */
+    assert_int_equal(mk__os_mutex_unlock(m), MK_OK);
+    mk__os_mutex_detach(m);
+    mk__os_mutex_detach(m); /* one too many: nothing to do */
+    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
+    mk__os_mutex_destroy(m);
+    assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);
+}
+
 /* The single-thread flag (mk__os_single_threaded): with glibc true in the
  * child of a fork (glibc sets it there, and this child makes no thread;
  * but ThreadSanitizer's runtime has a thread of its own, so not there),
@@ -535,25 +554,6 @@ static void test_single_threaded(void **state) {
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-}
-
-static void test_mutex_attach(void **state) {
-    (void)state;
-    assert_int_equal(mk__os_mutex_attach(NULL), MK_EINVAL);
-    mk__os_mutex_detach(NULL); /* nothing to do */
-    mk__os_mutex *m = shared_page();
-    assert_int_equal(mk__os_mutex_init(m, true, "attach"), MK_OK);
-    assert_int_equal(mk__os_mutex_attach(m), MK_OK);
-    assert_int_equal(mk__os_mutex_attach(m), MK_OK); /* a second user in this process */
-    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
-    mk__os_mutex_detach(m);
-    assert_int_equal(mk__os_mutex_lock(m), MK_OK); /* the other user's attachment */
-    assert_int_equal(mk__os_mutex_unlock(m), MK_OK);
-    mk__os_mutex_detach(m);
-    mk__os_mutex_detach(m); /* one too many: nothing to do */
-    assert_int_equal(reap(spawn(child_attach_use_detach, m)), 0);
-    mk__os_mutex_destroy(m);
-    assert_int_equal(mk__os_shm_unmap(m, g_page), MK_OK);
 }
 
 /* Another process sees a mutex that is not recoverable as such, at once

@@ -1042,7 +1042,7 @@ static void test_cache_refill_full_list(void **state) {
     for (int i = 0; i < N; i++) RC(mk_shm_alloc(s, 100, &o[i]), MK_OK); /* span 112 */
     mk__shm_bin *full = &s->cache->bin[112 / 16];
     int i = 0;
-    while (full->count < MK__SHM_CACHE_MAX_LEN) RC(mk_shm_free(s, o[i++]), MK_OK);
+    while (i < N && full->count < MK__SHM_CACHE_MAX_LEN) RC(mk_shm_free(s, o[i++]), MK_OK);
     assert_int_equal(full->count, MK__SHM_CACHE_MAX_LEN);
     /* A hole of span 112 between used blocks: owned blocks bypass the cache. */
     mk_off w[3];
@@ -1110,8 +1110,7 @@ static void test_cache_random(void **state) {
     }
 }
 
-/* ---- threads ----------------------------------------------------------------------------------
- */
+/* ---- threads ------------------------------------------------------------------------ */
 
 /* Threads of one process share a handle: its cache table and the locked
  * path, one thread at a time through the handle's mutex. A cache operation
@@ -1177,8 +1176,7 @@ static void test_threads_share_handle(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
-/* ---- list
- * ------------------------------------------------------------------------------------------ */
+/* ---- list --------------------------------------------------------------------------- */
 
 static void seen(const char *n, void *arg) {
     if (strcmp(n, (const char *)arg) == 0) ((char *)arg)[0] = '#';

@@ -73,8 +73,10 @@
  *   mkdir -p corpus-shm && cp -r build-fuzz/fuzz-corpus/fuzz_shm/. corpus-shm/
  *   build-fuzz/bin/fuzz_shm -jobs=8 -workers=8 -max_total_time=28800 \
  *       -max_len=70000 -timeout=10 -rss_limit_mb=2048 corpus-shm
- * Replay a crash: build-fuzz/bin/fuzz_shm crash-<hash>
- * Seeds: tests/fuzz/seedgen_shm.c (written to build-fuzz/fuzz-corpus/fuzz_shm/).
+ * Replay a crash: build-fuzz/bin/fuzz_shm crash-<hash>; with
+ * MK_FUZZ_SHM_TRACE=1 in the environment each step's operation is printed.
+ * Seeds: tests/fuzz/seedgen_shm.c (written to build-fuzz/fuzz-corpus/fuzz_shm/),
+ * and tests/fuzz/corpus/fuzz_shm/: inputs that once found a defect.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -112,6 +114,7 @@ static char g_path[128];
 static unsigned char *g_file; /* the file's bytes, built per input */
 static FILE *g_null;
 static bool g_hostile; /* unless MK_FUZZ_SHM_HOSTILE=0: ctl bit 3, scribbles */
+static bool g_trace;   /* MK_FUZZ_SHM_TRACE=1: each step's operation to stderr (replays) */
 static _Alignas(64) unsigned char g_lock_fresh[MK__OS_MUTEX_BYTES];
 static _Alignas(64) unsigned char g_lock_dead[MK__OS_MUTEX_BYTES];
 
@@ -137,6 +140,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     g_null = fopen("/dev/null", "w");
     const char *hostile = getenv("MK_FUZZ_SHM_HOSTILE");
     g_hostile = !(hostile && strcmp(hostile, "0") == 0);
+    const char *trace = getenv("MK_FUZZ_SHM_TRACE");
+    g_trace = trace && strcmp(trace, "1") == 0;
     BUG(g_file && g_null);
     atexit(cleanup);
     /* The two lock images: fresh, and left locked by a thread that died. */
@@ -452,7 +457,9 @@ static obj *mine_obj(state *st, const char *nm) {
 static void step_obj(state *st, script *sc, unsigned op) {
     char nm[8];
     obj_name(nm, next8(sc));
-    obj *o = mine_obj(st, nm);
+    /* After a scribble the objects the script made may be damaged or gone,
+     * so they promise nothing: any code (as step_free, step_realloc). */
+    obj *o = st->trusted ? mine_obj(st, nm) : NULL;
     switch ((op >> 5) & 3) {
     case 0:
     case 1: { /* find-or-create (or exclusive) */
@@ -468,8 +475,8 @@ static void step_obj(state *st, script *sc, unsigned op) {
         BUG(created == 0 || created == 1);
         if (o) BUG(created == 0 && off == o->off);
         inside(st, off, sz);
+        if (!st->trusted) return; /* a damaged heap may hand out a block over the directory */
         if (created) BUG(intact(st, off, sz, 0));
-        if (!st->trusted) return;
         if (!o) {
             if (st->nobj == MAX_OBJS) return;
             o = &st->objs[st->nobj++];
@@ -511,6 +518,9 @@ static void run_script(state *st, script *sc) {
     for (int step = 0; step < STEPS && sc->p < sc->end; step++) {
         unsigned op = next8(sc);
         st->size = seg_size(st->s);
+        if (g_trace)
+            fprintf(stderr, "fuzz_shm: step %d: op %u (case %u)%s\n", step, op, op % 12,
+                    st->trusted ? "" : ", untrusted");
         switch (op % 12) {
         case 0:
         case 1:

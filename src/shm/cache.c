@@ -75,11 +75,22 @@ static inline void step(void) {
  * that a process rarely refills or trims one (each refill or trim is a
  * locked engine operation on lines the other processes write too), and
  * short enough that a few busy spans cannot take the whole budget. */
-static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
+static inline uint64_t bin_bytes(const mk_shm *s) {
     uint64_t bytes = s->cache_budget / BIN_SHARE;
-    uint64_t n = (bytes > BIN_BYTES ? bytes : BIN_BYTES) / span;
+    return bytes > BIN_BYTES ? bytes : BIN_BYTES;
+}
+static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
+    uint64_t n = bin_bytes(s) / span;
     if (n < BIN_MIN) n = BIN_MIN;
     return n > MK__SHM_CACHE_MAX_LEN ? MK__SHM_CACHE_MAX_LEN : n;
+}
+/* count < bin_cap(s, span), without its division: every cached free asks,
+ * and a 64-bit division is the slowest instruction of that path. Since
+ * count < floor(B / span) exactly when (count + 1) * span <= B (no overflow:
+ * count < 1024, span <= MK__SHM_CACHE_MAX_SPAN). */
+static inline bool bin_has_room(const mk_shm *s, uint64_t count, uint64_t span) {
+    if (count < BIN_MIN) return true;
+    return count < MK__SHM_CACHE_MAX_LEN && (count + 1) * span <= bin_bytes(s);
 }
 
 /* The span an allocation of size gets from this segment's policy. */
@@ -146,7 +157,7 @@ static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t sp
          * no list has that span or that list is full (past its cap it
          * could pass MK__SHM_CACHE_MAX_LEN, which validate calls damage). */
         uint64_t got = mk__bspan(h, b);
-        if (got > MK__SHM_CACHE_MAX_SPAN || c->bin[got / 16].count >= bin_cap(s, got)) {
+        if (got > MK__SHM_CACHE_MAX_SPAN || !bin_has_room(s, c->bin[got / 16].count, got)) {
             rc = mk__region_free_op(h, b);
             mk__journal_end(h);
             return rc == MK_OK ? MK_ENOMEM : rc;
@@ -333,7 +344,7 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
         if (rc != MK_OK) return rc;
         if (c->bytes + span > budget(s)) return MK_ENOENT;
     }
-    if (bin->count < bin_cap(s, span)) return MK_OK;
+    if (bin_has_room(s, bin->count, span)) return MK_OK;
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
     rc = trim_bin(s, c, span / 16, bin->count / 2);

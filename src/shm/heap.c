@@ -107,16 +107,18 @@ static int no_room(mk_shm *s, uint64_t need, bool *drained) {
 
 int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
     if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
+    bool owned = flags & MK_SHM_OWNED;
+    /* The cache first: a small size and an alignment of at most 16 (a power
+     * of two, or 0) pass every check below, so they can wait for a miss. */
+    if (!owned && align <= MK__GRAIN && (align & (align - 1)) == 0) {
+        int rc = mk__shm_cache_alloc(s, size, flags, out);
+        if (rc != MK_ENOENT) return rc;
+    }
     int rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
-    bool owned = flags & MK_SHM_OWNED;
     if (owned && s->slot < 0) return MK_EINVAL;
     uint64_t need = (uint64_t)size + (owned ? 8 : 0);
     if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
-    if (!owned && align <= MK__GRAIN) {
-        rc = mk__shm_cache_alloc(s, size, flags, out);
-        if (rc != MK_ENOENT) return rc;
-    }
     rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     mk__hdr *h = s->h;

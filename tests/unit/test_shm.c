@@ -1062,6 +1062,42 @@ static void test_cache_refill_full_list(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* A list's cap, free by free: a list holds min(1024, max(4, B / span))
+ * blocks, B = max(budget / 32, 16 KiB); the free that finds it full gives
+ * half of it back first. Two regimes: budget 1 MiB and span 1024 (cap
+ * 32768 / 1024 = 32), and budget 64 KiB and span 4112 (16384 / 4112 = 3,
+ * so the floor of 4). An off-by-one in the cap either way changes where
+ * the first trim falls. */
+static void check_list_cap(size_t budget, size_t size, uint64_t span, uint64_t cap) {
+    const char *name = nm("cache-cap");
+    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_TLSF, .cache_bytes = budget};
+    mk_shm *s = NULL;
+    RC(mk_shm_create(name, &cfg, &s), MK_OK);
+    enum { N = 80 };
+    mk_off o[N];
+    for (int i = 0; i < N; i++) RC(mk_shm_alloc(s, size, &o[i]), MK_OK);
+    size_t got = 0;
+    RC(mk_shm_usable_size(s, o[0], &got), MK_OK);
+    assert_int_equal(got + MK__TAGW, span);
+    mk__shm_bin *bin = &s->cache->bin[span / 16];
+    uint64_t want = bin->count; /* a refill's extra blocks */
+    assert_true(want < cap);
+    for (int i = 0; i < N; i++) {
+        RC(mk_shm_free(s, o[i]), MK_OK);
+        want = want < cap ? want + 1 : want / 2 + 1;
+        assert_int_equal(bin->count, want);
+    }
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+static void test_cache_list_cap(void **state) {
+    (void)state;
+    check_list_cap(1 * MB, 1016, 1024, 32);
+    check_list_cap(64 * KB, 4096, 4112, 4);
+}
+
 /* Random operations through the caches against a model (every live block's
  * contents), each policy; validate on the way; at the end everything freed
  * and flushed gives back exactly the starting bytes: no block lost. Sizes
@@ -1217,6 +1253,7 @@ int main(void) {
         cmocka_unit_test(test_cache_dead_process),
         cmocka_unit_test(test_cache_random),
         cmocka_unit_test(test_cache_refill_full_list),
+        cmocka_unit_test(test_cache_list_cap),
         cmocka_unit_test(test_threads_share_handle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

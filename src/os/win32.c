@@ -64,8 +64,9 @@
  *  - mk__os_shm_flush calls FlushViewOfFile only; FlushFileBuffers needs the
  *    file handle, which an address does not lead to.
  *  - mode (permission bits) is ignored; objects get the default DACL.
- *  - The mutex is a kernel mutex. Win32 mutexes are recursive: relocking
- *    from the owning thread succeeds (POSIX reports EDEADLK as MK_EOS).
+ *  - The mutex is a kernel mutex. Win32 mutexes are recursive; this one is
+ *    not: relocking from the owning thread fails as on POSIX (MK_EOS, os
+ *    error ERROR_POSSIBLE_DEADLOCK; MK_EBUSY from trylock).
  *    MK_ENOTRECOVERABLE is emulated with a state word in the shared
  *    storage. A kernel mutex dies with its last HANDLE: when its holder
  *    dies and no other process has it open (a file segment's last user),
@@ -1092,7 +1093,18 @@ static int mk_wm_wait(mk__os_mutex *m, DWORD ms) {
     HANDLE h = NULL;
     int rc = mk_wm_handle(w, &h);
     if (rc != MK_OK) return rc;
-    return mk_wm_acquired(w, h, WaitForSingleObject(h, ms));
+    DWORD r = WaitForSingleObject(h, ms);
+    if (r == WAIT_OBJECT_0 && w->owner == GetCurrentThreadId()) {
+        /* This thread holds it already: a kernel mutex counts a recursive
+         * acquisition, POSIX's error-checking mutex refuses one, and so does
+         * this (else the inner unlock clears owner and the outer one fails,
+         * leaving the mutex held for good). The count goes back; the lock
+         * stays held once. As POSIX: MK_EBUSY from trylock, MK_EOS from lock. */
+        ReleaseMutex(h);
+        if (ms == 0) return MK_EBUSY;
+        return mk_err(ERROR_POSSIBLE_DEADLOCK);
+    }
+    return mk_wm_acquired(w, h, r);
 }
 
 int mk__os_mutex_lock(mk__os_mutex *m) { return mk_wm_wait(m, INFINITE); }

@@ -7,7 +7,8 @@
  * segment opened twice (mapping, named mutex, growth), its cache and
  * directory, an SPSC queue found by name, and the process heap; the
  * lock's kernel mutex given back when a segment closes (200 segments, one
- * after another, and one segment with two handles, one closed); then
+ * after another, and one segment with two handles, one closed); a lock
+ * relocked by its holder refused, as on POSIX; then
  * crashes: child processes (this program with the argument "child") work
  * on a segment, taking its lock for every operation, and are killed with
  * TerminateProcess at random moments (in a counted run under Wine 8, 28 of
@@ -276,6 +277,41 @@ static void damaged_lock_refused(void) {
     use_handle(s, 0x15);
     CHECK(mk_shm_close(s), MK_OK);
     CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A lock relocked by the thread that holds it: a kernel mutex would count
+ * it, and the inner unlock would leave the mutex held for good. Refused as
+ * on POSIX (lock MK_EOS, trylock MK_EBUSY); after one unlock another thread
+ * takes it at once. Both kinds: private, and shared (named). */
+static DWORD WINAPI try_from_other_thread(LPVOID m) {
+    int rc = mk__os_mutex_trylock(m);
+    if (rc == MK_OK) mk__os_mutex_unlock(m);
+    return (DWORD)(rc == MK_OK ? 0 : 1);
+}
+
+static void relock_one(mk__os_mutex *m) {
+    CHECK(mk__os_mutex_lock(m), MK_OK);
+    CHECK(mk__os_mutex_lock(m), MK_EOS);
+    CHECK(mk__os_mutex_trylock(m), MK_EBUSY);
+    CHECK(mk__os_mutex_unlock(m), MK_OK);
+    HANDLE t = CreateThread(NULL, 0, try_from_other_thread, m, 0, NULL);
+    HOLDS(t != NULL);
+    DWORD code = 1;
+    HOLDS(WaitForSingleObject(t, 10000) == WAIT_OBJECT_0 && GetExitCodeThread(t, &code));
+    CloseHandle(t);
+    HOLDS(code == 0); /* free: the refused relock left no count behind */
+}
+
+static void relock_refused(void) {
+    static mk__os_mutex priv, shared;
+    CHECK(mk__os_mutex_init(&priv, false, NULL), MK_OK);
+    relock_one(&priv);
+    mk__os_mutex_destroy(&priv);
+    CHECK(mk__os_mutex_init(&shared, true, "mk-win-relock"), MK_OK);
+    CHECK(mk__os_mutex_attach(&shared), MK_OK);
+    relock_one(&shared);
+    mk__os_mutex_detach(&shared);
+    mk__os_mutex_destroy(&shared);
 }
 
 /* ---- growth in place ------------------------------------------------------------------ */
@@ -660,6 +696,7 @@ int main(int argc, char **argv) {
     heap();
     two_handles_close_one();
     damaged_lock_refused();
+    relock_refused();
     many_segments();
     grow_keeps_reservation();
     failed_grow_keeps_view();
@@ -669,7 +706,7 @@ int main(int argc, char **argv) {
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
-           "two handles with one closed; a damaged lock refused), growth in place (no hole, failed "
+           "two handles with one closed; a damaged lock refused; a relock refused), growth in place (no hole, failed "
            "growth undone), a file "
            "segment by absolute path (second handle, child process; its only user killed "
            "holding the lock), and %d child processes killed at random moments passed\n",

@@ -706,7 +706,8 @@ int main(int argc, char **argv) {
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
-           "two handles with one closed; a damaged lock refused; a relock refused), growth in place (no hole, failed "
+           "two handles with one closed; a damaged lock refused; a relock refused), growth in "
+           "place (no hole, failed "
            "growth undone), a file "
            "segment by absolute path (second handle, child process; its only user killed "
            "holding the lock), and %d child processes killed at random moments passed\n",

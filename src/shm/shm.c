@@ -396,13 +396,26 @@ int mk_shm_open(const char *name, unsigned flags, mk_shm **out) {
     return MK_OK;
 }
 
+/* The name of the segment lock (Win32 names its kernel mutex after it,
+ * resolving it as a path; POSIX ignores it): a file path as given, a shared
+ * memory name behind a '|', which no path starts with, so that the segment
+ * "/x" and the file "x" or "/x" never share a lock. The creator makes it
+ * once; it is kept in the lock's storage. */
+static const char *lock_name(const char *seg, unsigned flags, char out[MK_SHM_NAME_MAX + 2]) {
+    if (flags & MK_SHM_FILE) return seg;
+    out[0] = '|';
+    memcpy(out + 1, seg, strlen(seg) + 1); /* seg: at most MK_SHM_NAME_MAX bytes */
+    return out;
+}
+
 /* Format a fresh, mapped object as a segment. */
 static int format(mk_shm *s, const mk_shm_config *cfg, uint64_t size, uint64_t max) {
+    char name[MK_SHM_NAME_MAX + 2];
     mk_region *r;
     int rc = mk_region_create(s->h, (size_t)size, cfg->policy, MK_REGION_JOURNAL, &r);
     if (rc != MK_OK) return rc;
     mk__hdr *h = s->h;
-    rc = mk__os_mutex_init(mk__shm_mutex(h), true, s->name + (s->name[0] == '/'));
+    rc = mk__os_mutex_init(mk__shm_mutex(h), true, lock_name(s->name, cfg->flags, name));
     if (rc != MK_OK) return rc;
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_META, 0, 0);

@@ -8,7 +8,8 @@
  * directory, an SPSC queue found by name, and the process heap; the
  * lock's kernel mutex given back when a segment closes (200 segments, one
  * after another, and one segment with two handles, one closed); a lock
- * relocked by its holder refused, as on POSIX; then
+ * relocked by its holder refused, as on POSIX; a segment "/x" and a file
+ * segment "x" with a lock each; then
  * crashes: child processes (this program with the argument "child") work
  * on a segment, taking its lock for every operation, and are killed with
  * TerminateProcess at random moments (in a counted run under Wine 8, 28 of
@@ -312,6 +313,38 @@ static void relock_refused(void) {
     relock_one(&shared);
     mk__os_mutex_detach(&shared);
     mk__os_mutex_destroy(&shared);
+}
+
+/* The shared memory segment "/x" and the file segment "x" are two
+ * segments with two locks: while this thread holds the first's, another
+ * thread takes the second's at once. (Their kernel mutexes were both named
+ * after "x" resolved as a path, so that one lock stood for both.) */
+static void kinds_apart(void) {
+    char tmp[MAX_PATH], cwd[MAX_PATH];
+    HOLDS(GetCurrentDirectoryA(MAX_PATH, cwd) - 1u < MAX_PATH - 1u);
+    HOLDS(GetTempPathA(MAX_PATH, tmp) - 1u < MAX_PATH - 1u && SetCurrentDirectoryA(tmp));
+    mk_shm_unlink("/mk-win-kinds", 0);
+    mk_shm_unlink("mk-win-kinds", MK_SHM_FILE);
+    mk_shm_config cfg = {.size = 256u << 10, .policy = MK_POLICY_TLSF, .flags = MK_SHM_NO_CACHE};
+    mk_shm *a = NULL, *b = NULL;
+    CHECK(mk_shm_create("/mk-win-kinds", &cfg, &a), MK_OK);
+    cfg.flags |= MK_SHM_FILE;
+    CHECK(mk_shm_create("mk-win-kinds", &cfg, &b), MK_OK);
+    CHECK(mk__os_mutex_lock(mk__shm_mutex(a->h)), MK_OK);
+    HANDLE t = CreateThread(NULL, 0, try_from_other_thread, mk__shm_mutex(b->h), 0, NULL);
+    DWORD code = 1;
+    bool joined =
+        t != NULL && WaitForSingleObject(t, 10000) == WAIT_OBJECT_0 && GetExitCodeThread(t, &code);
+    if (t != NULL) CloseHandle(t);
+    CHECK(mk__os_mutex_unlock(mk__shm_mutex(a->h)), MK_OK);
+    HOLDS(joined && code == 0);
+    use_handle(a, 0x21);
+    use_handle(b, 0x22);
+    CHECK(mk_shm_close(a), MK_OK);
+    CHECK(mk_shm_close(b), MK_OK);
+    CHECK(mk_shm_unlink("/mk-win-kinds", 0), MK_OK);
+    CHECK(mk_shm_unlink("mk-win-kinds", MK_SHM_FILE), MK_OK);
+    HOLDS(SetCurrentDirectoryA(cwd));
 }
 
 /* ---- growth in place ------------------------------------------------------------------ */
@@ -697,6 +730,7 @@ int main(int argc, char **argv) {
     two_handles_close_one();
     damaged_lock_refused();
     relock_refused();
+    kinds_apart();
     many_segments();
     grow_keeps_reservation();
     failed_grow_keeps_view();
@@ -706,7 +740,8 @@ int main(int argc, char **argv) {
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
-           "two handles with one closed; a damaged lock refused; a relock refused), growth in "
+           "two handles with one closed; a damaged lock refused; a relock refused; a segment and a "
+           "file of one name with two locks), growth in "
            "place (no hole, failed "
            "growth undone), a file "
            "segment by absolute path (second handle, child process; its only user killed "

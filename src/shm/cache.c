@@ -71,19 +71,22 @@ static inline void step(void) {
     MK__CRASH_POINT(); /* test builds: a crash between two steps */
 }
 
-/* Blocks a list of span may hold. Scaled by the budget: lists long enough
- * that a process rarely refills or trims one (each refill or trim is a
- * locked engine operation on lines the other processes write too), and
- * short enough that a few busy spans cannot take the whole budget. */
+/* B: the bytes a list may keep, about budget / BIN_SHARE. */
 static inline uint64_t bin_bytes(const mk_shm *s) {
     uint64_t bytes = s->cache_budget / BIN_SHARE;
     return bytes > BIN_BYTES ? bytes : BIN_BYTES;
 }
+
+/* Blocks a list of span may hold. Scaled by the budget: lists long enough
+ * that a process rarely refills or trims one (each refill or trim is a
+ * locked engine operation on lines the other processes write too), and
+ * short enough that a few busy spans cannot take the whole budget. */
 static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
     uint64_t n = bin_bytes(s) / span;
     if (n < BIN_MIN) n = BIN_MIN;
     return n > MK__SHM_CACHE_MAX_LEN ? MK__SHM_CACHE_MAX_LEN : n;
 }
+
 /* count < bin_cap(s, span), without its division: every cached free asks,
  * and a 64-bit division is the slowest instruction of that path. Since
  * count < floor(B / span) exactly when (count + 1) * span <= B (no overflow:

@@ -38,9 +38,8 @@
  * table full, mk_shm_reclaim) frees the pending block unless it is on a
  * list, then every listed block, then the table, each step one journal
  * operation. Every listed block is checked (in range, a used plain block
- * of the list's span, with the cookie; an allocation: listed_block) before
- * it is used or freed, so a damaged table gives MK_ECORRUPT or a leak,
- * never a wild write.
+ * of the list's span, with the cookie) before it is used or freed, so a
+ * damaged table gives MK_ECORRUPT or a leak, never a wild write.
  *
  * Unlocked reads of block headers. A cached block's header is read here
  * without the segment lock, while another process may, under the lock, set
@@ -104,36 +103,18 @@ static uint64_t request_span(const mk__hdr *h, size_t size) {
     return span;
 }
 
-/* A block of span at b would lie inside this process's mapping. */
-static bool in_mapping(const mk_shm *s, mk_off b, uint64_t span) {
-    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
-    return b % MK__GRAIN == 8 && b >= s->data_start && b < mapped && span <= mapped - b;
-}
-
 /* b is a used plain block of span, inside this process's mapping. */
 static bool plain_block(const mk_shm *s, mk_off b, uint64_t span) {
-    if (!in_mapping(s, b, span)) return false;
-    uint64_t w = mk__get(s->h, b);
-    return mk__tag_ok(s->h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
+    const mk__hdr *h = s->h;
+    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || span > mapped - b) return false;
+    uint64_t w = mk__get(h, b);
+    return mk__tag_ok(h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
 }
 
 /* A cached block: plain, of its list's span, with the cookie. */
 static bool cached_block(const mk_shm *s, mk_off b, uint64_t span) {
     return plain_block(s, b, span) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
-}
-
-/* A block at the head of a list, checked before it is handed out: in
- * range, its header not free nor tagged USER, of the list's span, with the
- * cookie. Its tag was checked when it was pushed, and nothing but damage
- * changes a cached block's header or cookie; the cookie (keyed by the
- * secret) catches a scribble over the block, span and flags one over the
- * header, and the tag's two multiplications, on the path of every
- * allocation behind the load of the header, are saved (2-3 ns of 41). */
-static bool listed_block(const mk_shm *s, mk_off b, uint64_t span) {
-    if (!in_mapping(s, b, span)) return false;
-    uint64_t w = mk__get(s->h, b);
-    return (w & (MK__SPAN_MASK | MK__F_FREE | MK__F_USER)) == span &&
-           mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
 }
 
 static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {
@@ -247,7 +228,7 @@ static int pop(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_
     mk__hdr *h = s->h;
     mk_off b = bin->head;
     if (!b) return MK_ENOENT;
-    if (!listed_block(s, b, span)) return MK_ECORRUPT;
+    if (!cached_block(s, b, span)) return MK_ECORRUPT;
     mk_off next = mk__get(h, b + 8);
     /* next is checked when it becomes the head: checking it now would cost
      * a cache miss on every allocation */

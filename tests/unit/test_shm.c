@@ -852,6 +852,36 @@ static void test_cache_damage(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* A cached block's header is checked again when the block is handed out
+ * (flags, span and tag): damage there is refused, the block stays listed,
+ * and with the header mended the same allocation takes it. */
+static void test_cache_header_damage(void **state) {
+    (void)state;
+    const char *name = nm("cache-hdr");
+    mk_shm *s = make(name, 2 * MB, 0, MK_POLICY_TLSF, 0);
+    mk_off a, x;
+    RC(mk_shm_alloc(s, 200, &a), MK_OK);
+    RC(mk_shm_free(s, a), MK_OK);
+    uint64_t *hw = mk__word(s->h, a - 8), w = *hw, span = mk__span(w);
+    const uint64_t bad[] = {w | MK__F_USER, w | MK__F_FREE, (w & ~MK__SPAN_MASK) | (span + 16),
+                            (w & ~MK__SPAN_MASK) | (span - 16), w ^ (UINT64_C(1) << 63)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        *hw = bad[i];
+        RC(mk_shm_alloc(s, 200, &x), MK_ECORRUPT);
+        assert_int_equal(s->cache->bin[span / 16].head, a - 8); /* still listed */
+        mk_fault f = {0};
+        RC(mk_shm_validate(s, &f), MK_ECORRUPT);
+    }
+    *hw = w;
+    valid(s);
+    RC(mk_shm_alloc(s, 200, &x), MK_OK);
+    assert_int_equal(x, a);
+    RC(mk_shm_free(s, x), MK_OK);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* A collection that meets a damaged list refuses the free (MK_ECORRUPT),
  * keeps the block allocated and writes nothing wild; with the list mended,
  * the heap validates and the same free succeeds. */
@@ -1247,6 +1277,7 @@ int main(void) {
         cmocka_unit_test(test_cache_basics),
         cmocka_unit_test(test_cache_default_budget),
         cmocka_unit_test(test_cache_damage),
+        cmocka_unit_test(test_cache_header_damage),
         cmocka_unit_test(test_cache_room),
         cmocka_unit_test(test_cache_collect),
         cmocka_unit_test(test_cache_collect_damage),

@@ -19,37 +19,8 @@ void (*mk__test_crash_hook)(uint64_t step);
 uint64_t mk__test_crash_step;
 #endif
 
-#define JOURNAL_BYTES (sizeof(mk__journal) + MK__JOURNAL_CAP * sizeof(mk__undo))
-
-/* The journal at h->journal_off, or NULL when that offset cannot hold it:
- * it must lie after the header and before the data, inside size. Cheap,
- * since it runs for every logged word; it keeps a damaged offset from
- * sending journal writes into the header or the blocks (attach and
- * validate check the exact place). The capacity is this build's, never
- * the j->cap word. */
-static mk__journal *journal_of(const mk__hdr *h) {
-    mk_off jo = h->journal_off, ds = h->data_start;
-    if (jo < MK__STATE_OFF || jo % 8 || ds > h->size || jo > ds || ds - jo < JOURNAL_BYTES)
-        return NULL;
-    return (mk__journal *)(void *)mk__word(h, jo);
-}
-
-void mk__journal_log(mk__hdr *h, const uint64_t *p) {
-    mk__journal *j = journal_of(h);
-    if (!j) return; /* no usable journal: the operation is not crash-safe */
-    uint64_t n = j->count;
-    if (n >= MK__JOURNAL_CAP) {
-        j->overflow = 1; /* recovery will refuse: better than a silent half undo */
-        return;
-    }
-    j->rec[n].off = mk__offset_of(h, p);
-    j->rec[n].old = *p;
-    atomic_signal_fence(memory_order_seq_cst);
-    j->count = n + 1;
-}
-
 void mk__journal_begin_slow(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, uint64_t a2) {
-    mk__journal *j = journal_of(h);
+    mk__journal *j = mk__journal_of(h);
     if (!j) return;
     j->args[0] = a0;
     j->args[1] = a1;
@@ -62,7 +33,7 @@ void mk__journal_begin_slow(mk__hdr *h, uint64_t op, uint64_t a0, uint64_t a1, u
 }
 
 void mk__journal_end_slow(mk__hdr *h) {
-    mk__journal *j = journal_of(h);
+    mk__journal *j = mk__journal_of(h);
     if (!j) return;
     atomic_signal_fence(memory_order_seq_cst);
     j->count = 0; /* the commit point */
@@ -110,7 +81,7 @@ static int undo_records(mk__hdr *h, mk__journal *j) {
 
 void mk__journal_undo(mk__hdr *h) {
     if (!h->journal_off) return;
-    mk__journal *j = journal_of(h);
+    mk__journal *j = mk__journal_of(h);
     if (j) (void)undo_records(h, j);
 }
 
@@ -119,7 +90,7 @@ int mk_region_recover(mk_region *r, int *rolled_back) {
     if (!r) return MK_EINVAL;
     mk__hdr *h = mk__h(r);
     if (!h->journal_off) return MK_ENOTSUP;
-    mk__journal *j = journal_of(h);
+    mk__journal *j = mk__journal_of(h);
     if (!j) return MK_ENOTRECOVERABLE;
     if (j->op == MK__OP_NONE && j->count == 0) return MK_OK;
     int rc = undo_records(h, j);

@@ -164,6 +164,7 @@ struct mk_shm {
     unsigned flags;
     char name[MK_SHM_NAME_MAX + 1];
     _Atomic uint32_t local; /* this handle's threads, one at a time: 0 free, 1 held, 2 waiters */
+    bool local_held;        /* the segment lock's holder holds `local` too (mk__shm_lock) */
     mk__shm_cache *cache;   /* this process's cache table, NULL: none */
     /* Private hints of the cache's collection (cache.c): per list, its
      * fewest blocks since the last collection; frees left before the next

@@ -210,6 +210,7 @@ struct Allocator {
     Kind kind;
     mk_policy policy; /* memkit: the segment's policy */
     const char *desc;
+    unsigned flags = 0; /* memkit: mk_shm_alloc_ex flags */
 };
 
 const Allocator allocators[] = {
@@ -218,6 +219,9 @@ const Allocator allocators[] = {
     {"boost", K_BOOST, MK_POLICY_FIRST_FIT,
      "bip::managed_shared_memory allocate/deallocate (rbtree_best_fit, default mutex)"},
     {"glibc", K_GLIBC, MK_POLICY_FIRST_FIT, "malloc/free on each process's private heap"},
+    {"memkit-owned", K_MEMKIT, MK_POLICY_TLSF,
+     "mk_shm_alloc_ex(MK_SHM_OWNED)/mk_shm_free, TLSF segment: every operation locked",
+     MK_SHM_OWNED},
 };
 constexpr int N_ALLOCS = int(sizeof allocators / sizeof allocators[0]);
 constexpr int A_BOOST = 2, A_GLIBC = 3;
@@ -233,7 +237,7 @@ struct Options {
     bool prefault = true;
     bool frag = true;
     bool private_segments = false; /* memkit: each process on a segment of its own */
-    bool on[N_ALLOCS] = {true, true, true, true};
+    bool on[N_ALLOCS] = {true, true, true, true, false};
     std::vector<int> procs{1, 2};
     const char *json = nullptr;
 };
@@ -309,12 +313,13 @@ struct Counts {
 };
 
 template <bool FRAG>
-void replay_mk(mk_shm *s, mk_off *slots, const Op *ops, size_t from, size_t to, Counts &c) {
+void replay_mk(mk_shm *s, unsigned flags, mk_off *slots, const Op *ops, size_t from, size_t to,
+               Counts &c) {
     for (size_t i = from; i < to; i++) {
         const Op &o = ops[i];
         mk_off *sl = &slots[o.slot];
         if (o.kind == OP_ALLOC) {
-            if (__builtin_expect(mk_shm_alloc(s, o.size, sl) != MK_OK, 0)) {
+            if (__builtin_expect(mk_shm_alloc_ex(s, o.size, 0, flags, sl) != MK_OK, 0)) {
                 *sl = 0;
                 c.failed++;
                 continue;
@@ -549,11 +554,12 @@ int child(const Allocator &al, const Workload &w, int i, int ready, int go, uint
         mk_shm_info info;
         if (mk_shm_get_info(s, &info) == MK_OK) prefault(mk_shm_region(s), size_t(info.size));
         auto *slots = static_cast<mk_off *>(map_bytes(sizeof(mk_off) * (w.n_slots + 1)));
-        replay_mk<FRAG>(s, slots, w.ops, 0, w.n_warm, c);
+        replay_mk<FRAG>(s, al.flags, slots, w.ops, 0, w.n_warm, c);
         if (!say_ready(ready)) return 1;
         wait_pipe(go);
         pr.eng0 = engine_ops(s);
-        timed(w, pr, [&](size_t a, size_t b) { replay_mk<FRAG>(s, slots, w.ops, a, b, c); });
+        timed(w, pr,
+              [&](size_t a, size_t b) { replay_mk<FRAG>(s, al.flags, slots, w.ops, a, b, c); });
         pr.eng1 = engine_ops(s);
         for (uint32_t k = 0; k < w.n_slots; k++)
             if (slots[k] && mk_shm_free(s, slots[k]) != MK_OK) c.errors++;
@@ -795,7 +801,8 @@ void usage(FILE *f) {
         "  --procs LIST     process counts, comma-separated (default 1,2; max %d)\n"
         "  --segment-mib N  segment size (default 256)\n"
         "  --cache-kib N    memkit's per-process cache budget (default: the library's; 0: none)\n"
-        "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc)\n"
+        "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc; also\n"
+        "                   memkit-owned: owned blocks, which take the segment lock)\n"
         "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
         "  --no-prefault    do not pre-fault the segment mapping in each child\n"
         "  --no-frag        skip the untimed fragmentation pass\n"

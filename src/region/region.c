@@ -348,10 +348,10 @@ void mk__journal_payload_words(mk__hdr *h, mk_off b) {
 
 /* Move used block b to a new block of span: its payload is copied but for
  * its last skip_tail bytes, the old block is released. */
-static int move_block(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb) {
+static int move_block(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, unsigned place,
+                      mk_off *nb) {
     const mk__policy_ops *ops = mk__ops(h);
-    int rc =
-        alloc_or_flush(h, span, MK__GRAIN, MK__PLACE_LOW, nb, MK__OP_REALLOC, b + MK__TAGW, span);
+    int rc = alloc_or_flush(h, span, MK__GRAIN, place, nb, MK__OP_REALLOC, b + MK__TAGW, span);
     if (rc != MK_OK) return rc;
     mk__journal_payload_words(h, *nb);
     uint64_t old_span = mk__bspan(h, b), new_span = mk__bspan(h, *nb);
@@ -361,11 +361,12 @@ static int move_block(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, m
     return ops->release(h, b);
 }
 
-int mk__region_resize_op(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb) {
+int mk__region_resize_op(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, unsigned place,
+                         mk_off *nb) {
     uint64_t old_span = mk__bspan(h, b);
     int rc = mk__ops(h)->resize(h, b, span);
     *nb = b;
-    if (rc == MK_ENOMEM) rc = move_block(h, b, span, skip_tail, nb);
+    if (rc == MK_ENOMEM) rc = move_block(h, b, span, skip_tail, place, nb);
     if (rc == MK_OK)
         mk__count_op(h, mk__bspan(h, *nb), old_span, 0, &h->c.n_realloc);
     else if (rc == MK_ECORRUPT)
@@ -385,7 +386,7 @@ int mk_region_realloc(mk_region *r, mk_off off, size_t size, mk_off *out) {
     uint64_t span = mk__span_for(size ? size : 1, mk__ops(h)->min_span);
     mk__journal_begin(h, MK__OP_REALLOC, off, size, 0);
     mk_off nb = b;
-    rc = mk__region_resize_op(h, b, span, 0, &nb);
+    rc = mk__region_resize_op(h, b, span, 0, MK__PLACE_LOW, &nb);
     if (rc == MK_OK)
         *out = nb + MK__TAGW;
     else if (rc == MK_ENOMEM)

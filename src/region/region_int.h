@@ -440,11 +440,13 @@ int mk__region_alloc_op(mk__hdr *h, uint64_t size, uint64_t align, unsigned plac
  * open operation rolled back, as above). */
 int mk__region_free_op(mk__hdr *h, mk_off b);
 /* Resize used block b (already looked up, neighbours checked) to at least
- * span bytes: in place if the policy can, else by moving it, copying its
- * payload but for the last skip_tail bytes (a layer above keeps its own
- * word there). *nb = the block now. Counts a realloc. MK_ENOMEM: nothing
- * written; MK_ECORRUPT: the open operation rolled back. */
-int mk__region_resize_op(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, mk_off *nb);
+ * span bytes: in place if the policy can, else by moving it to a block
+ * from the place end of a free block, copying its payload but for the last
+ * skip_tail bytes (a layer above keeps its own word there). *nb = the
+ * block now. Counts a realloc. MK_ENOMEM: nothing written; MK_ECORRUPT:
+ * the open operation rolled back. */
+int mk__region_resize_op(mk__hdr *h, mk_off b, uint64_t span, uint64_t skip_tail, unsigned place,
+                         mk_off *nb);
 /* Move bytes_used by add - sub, blocks_used by blocks and *counter by one. */
 void mk__count_op(mk__hdr *h, uint64_t add, uint64_t sub, int64_t blocks, uint64_t *counter);
 /* Before user data is copied into newly allocated block b inside an

@@ -170,10 +170,11 @@ int mk_shm_free(mk_shm *s, mk_off off) {
 
 /* One attempt at a resize (inside an operation). MK_ENOMEM: nothing
  * written. A moved block's copy leaves out the owner word (re-tagged). */
-static int resize_once(mk__hdr *h, const mk__shm_blk *blk, uint64_t need, uint64_t trailer,
+static int resize_once(mk_shm *s, const mk__shm_blk *blk, uint64_t need, uint64_t trailer,
                        mk_off *nb) {
+    mk__hdr *h = s->h;
     uint64_t span = mk__span_for(need ? need : 1, mk__ops(h)->min_span);
-    int rc = mk__region_resize_op(h, blk->b, span, trailer ? 8 : 0, nb);
+    int rc = mk__region_resize_op(h, blk->b, span, trailer ? 8 : 0, mk__shm_place(s), nb);
     if (rc == MK_OK && trailer) mk__shm_tag_block(h, *nb, trailer); /* the header was rewritten */
     return rc;
 }
@@ -200,7 +201,7 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
     bool drained = false;
     while (rc == MK_OK) {
         mk__journal_begin(h, MK__OP_USER, MK__SOP_REALLOC, off, size);
-        rc = resize_once(h, &blk, need, trailer, &nb);
+        rc = resize_once(s, &blk, need, trailer, &nb);
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
         rc = no_room(s, need + 64, &drained);

@@ -437,6 +437,17 @@ static void test_placement(void **state) {
     RC(mk_shm_open(name, 0, &c), MK_OK);
     RC(mk_shm_alloc(c, 20000, &yc), MK_OK);
     assert_true(yc < 2 * MB);
+    /* A reallocation that moves a block takes its process's end too. */
+    mk_off za, zb, was_a = ya, was_b = yb;
+    RC(mk_shm_alloc(a, 20000, &za), MK_OK);
+    RC(mk_shm_alloc(b, 20000, &zb), MK_OK);
+    RC(mk_shm_realloc(a, ya, 40000, &ya), MK_OK); /* blocks above it: moved */
+    RC(mk_shm_realloc(b, yb, 40000, &yb), MK_OK);
+    assert_true(ya != was_a && yb != was_b);
+    assert_true(ya < 2 * MB);
+    assert_true(yb > 2 * MB);
+    RC(mk_shm_free(a, za), MK_OK);
+    RC(mk_shm_free(b, zb), MK_OK);
     /* b fills the segment from the top down and makes it grow: its
      * blocks after the growth sit at the top of the new space. */
     for (int i = 0; i < 8; i++) RC(mk_shm_alloc(b, MB, &big[i]), MK_OK);

@@ -456,8 +456,9 @@ void prefault(void *base, size_t bytes) {
     if (!opt.prefault || !base) return;
 #ifdef MADV_POPULATE_WRITE
     uintptr_t a = uintptr_t(base) & ~uintptr_t(4095);
-    if (madvise(reinterpret_cast<void *>(a), bytes + (uintptr_t(base) - a), MADV_POPULATE_WRITE))
-        (void)0; /* reading every page below maps a shmem page too */
+    /* Its failure (an old kernel) needs no fallback: the read below maps
+     * every shmem page too. */
+    (void)madvise(reinterpret_cast<void *>(a), bytes + (uintptr_t(base) - a), MADV_POPULATE_WRITE);
 #endif
     touch_pages(base, bytes);
 }

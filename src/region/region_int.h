@@ -304,7 +304,7 @@ static inline mk__journal *mk__journal_of(const mk__hdr *h) {
     mk_off jo = h->journal_off, ds = h->data_start;
     if (jo < MK__STATE_OFF || jo % 8 || ds > h->size || jo > ds || ds - jo < MK__JOURNAL_BYTES)
         return NULL;
-    return (mk__journal *)(void *)((char *)(uintptr_t)h + jo);
+    return (mk__journal *)(void *)mk__word(h, jo);
 }
 
 /* Journal: log the old value of *p (only with a journal). Inline: a locked

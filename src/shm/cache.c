@@ -13,7 +13,7 @@
  * the engine a cached block stays allocated, so the engine's state is
  * touched only under the segment lock, as before; the lists are the
  * process's own, guarded by its handle's mutex (threads of one process
- * share the table; a process with one thread skips it: cache_lock).
+ * share the table; a process with one thread skips it: mk__shm_local_enter).
  *
  *     table (in the segment)            cached blocks (allocated, for the engine)
  *     +---------+                        +------+------+--------+----
@@ -273,27 +273,11 @@ static void refill(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span)
     mk__shm_unlock_shared(s);
 }
 
-/* The handle's mutex for a cache operation, unless the process has a
- * single thread: then no other thread can be here, and the mutex's two
- * atomic instructions, which wait for the stores of the operations before
- * them to reach the cache (a store miss each, often), are saved. glibc's
- * malloc skips its arena lock the same way. Whether it was taken: the
- * unlock follows the same decision (the flag may turn false meanwhile only
- * if this very thread makes a thread, which nothing here does). */
-static inline bool cache_lock(mk_shm *s) {
-    if (mk__os_single_threaded()) return false;
-    mk__shm_local_lock(s);
-    return true;
-}
-static inline void cache_unlock(mk_shm *s, bool locked) {
-    if (locked) mk__shm_local_unlock(s);
-}
-
 int mk__shm_cache_alloc(mk_shm *s, size_t size, unsigned flags, mk_off *out) {
     if (!s->cache || size > MK_SHM_CACHE_MAX_SIZE || mk__shm_inherited(s)) return MK_ENOENT;
     uint64_t span = request_span(s->h, size);
     if (span > MK__SHM_CACHE_MAX_SPAN) return MK_ENOENT;
-    bool locked = cache_lock(s);
+    bool locked = mk__shm_local_enter(s);
     mk__shm_cache *c = s->cache;
     uint64_t i = first_nonempty(c, span / 16, (span + (span >> MK__SHM_CACHE_SLACK)) / 16);
     if (!i) {
@@ -302,7 +286,7 @@ int mk__shm_cache_alloc(mk_shm *s, size_t size, unsigned flags, mk_off *out) {
     }
     mk_off b = 0;
     int rc = pop(s, c, &c->bin[i], i * 16, &b);
-    cache_unlock(s, locked);
+    mk__shm_local_leave(s, locked);
     if (rc != MK_OK) return rc;
     if (flags & MK_SHM_ZERO) memset(mk__word(s->h, b + MK__TAGW), 0, (size_t)(i * 16 - MK__TAGW));
     *out = b + MK__TAGW;
@@ -358,7 +342,7 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
 int mk__shm_cache_free(mk_shm *s, mk_off off) {
     if (!s->cache || off < 16 || mk__shm_inherited(s)) return MK_ENOENT;
     mk_off b = off - MK__TAGW;
-    bool locked = cache_lock(s);
+    bool locked = mk__shm_local_enter(s);
     int rc = MK_ENOENT;
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b + 24 <= mapped) {
@@ -373,7 +357,7 @@ int mk__shm_cache_free(mk_shm *s, mk_off off) {
             if (rc == MK_OK) push(s, c, bin, span, b);
         }
     }
-    cache_unlock(s, locked);
+    mk__shm_local_leave(s, locked);
     return rc;
 }
 

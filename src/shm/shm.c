@@ -150,19 +150,16 @@ static int lock_attach(mk_shm *s) {
     return rc == MK_EINVAL ? MK_ECORRUPT : rc;
 }
 
-/* The handle's mutex first: the cache's paths hold it and then take the
- * segment lock. It also orders this process's threads around the block
- * headers that the cache reads without the segment lock (cache.c). A
- * process with a single thread skips it, as the cache's paths do: no other
- * thread can be there. Whether it was taken is kept in the handle while
- * the segment lock is held (which excludes this process's other threads
- * too), so that the unlock matches even if a callback under the lock (a
- * walk's) made a thread meanwhile. */
+/* The handle's mutex first (mk__shm_local_enter): the cache's paths hold
+ * it and then take the segment lock. It also orders this process's threads
+ * around the block headers that the cache reads without the segment lock
+ * (cache.c). Whether it was taken is kept in the handle while the segment
+ * lock is held (which excludes this process's other threads too), for the
+ * unlock. A forked child's inherited copy never takes it. */
 int mk__shm_lock(mk_shm *s) {
-    bool local = !mk__shm_inherited(s) && !mk__os_single_threaded();
-    if (local) mk__shm_local_lock(s);
+    bool local = !mk__shm_inherited(s) && mk__shm_local_enter(s);
     int rc = mk__shm_lock_shared(s);
-    if (rc != MK_OK && local) mk__shm_local_unlock(s);
+    if (rc != MK_OK) mk__shm_local_leave(s, local);
     if (rc == MK_OK) s->local_held = local;
     return rc;
 }
@@ -170,7 +167,7 @@ int mk__shm_lock(mk_shm *s) {
 void mk__shm_unlock(mk_shm *s) {
     bool local = s->local_held;
     mk__shm_unlock_shared(s);
-    if (local) mk__shm_local_unlock(s);
+    mk__shm_local_leave(s, local);
 }
 
 /* ---- growth ------------------------------------------------------------------------- */

@@ -239,6 +239,22 @@ static inline void mk__shm_local_unlock(mk_shm *s) {
         mk__os_wake32((const uint32_t *)(const void *)&s->local, 1, false);
 }
 
+/* The handle's mutex, unless the process has a single thread: then no
+ * other thread can be here, and the mutex's two atomic instructions, which
+ * wait for the stores of the operations before them to reach the cache (a
+ * store miss each, often), are saved; glibc's malloc skips its arena lock
+ * the same way. Returns whether it was taken, for mk__shm_local_leave: the
+ * flag may turn false meanwhile if this thread makes a thread (a walk's
+ * callback may), so the leave must not ask again. */
+static inline bool mk__shm_local_enter(mk_shm *s) {
+    if (mk__os_single_threaded()) return false;
+    mk__shm_local_lock(s);
+    return true;
+}
+static inline void mk__shm_local_leave(mk_shm *s, bool taken) {
+    if (taken) mk__shm_local_unlock(s);
+}
+
 /* ---- shm.c ---- */
 /* Take the handle's mutex and the segment lock, repairing after a dead
  * owner, and bring the mapping up to the header's size. MK_OK: the caller

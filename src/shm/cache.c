@@ -27,8 +27,9 @@
  * Lists are refilled and trimmed in batches under the segment lock, one
  * journal operation per block, so the lock is taken once per several
  * operations. A list holds at most MK__SHM_CACHE_MAX_LEN blocks and about
- * 1/32 of the budget (bin_cap); all lists together at most the segment's
- * cache budget: at it, a freed block goes straight to the heap.
+ * 1/256 of the budget, at least 16 KiB (bin_cap); all lists together at
+ * most the segment's cache budget: at it, a freed block goes straight to
+ * the heap.
  *
  * Crashes. The owner changes its lists without the journal (nobody else
  * reads them while it lives), in an order that keeps every block findable:
@@ -53,7 +54,7 @@
 
 #include <string.h>
 
-#define BIN_SHARE 32u    /* a list keeps about budget / BIN_SHARE bytes, */
+#define BIN_SHARE 256u   /* a list keeps about budget / BIN_SHARE bytes, */
 #define BIN_BYTES 16384u /* or this many if more, */
 #define BIN_MIN   4u     /* and at least this many blocks */
 #ifdef MK_TEST_HOOKS     /* tests and fuzz seeds want caches in small segments */
@@ -80,7 +81,13 @@ static inline uint64_t bin_bytes(const mk_shm *s) {
 /* Blocks a list of span may hold. Scaled by the budget: lists long enough
  * that a process rarely refills or trims one (each refill or trim is a
  * locked engine operation on lines the other processes write too), and
- * short enough that a few busy spans cannot take the whole budget. */
+ * short enough that a few busy spans cannot take the whole budget. The cap
+ * is what bounds the cached memory: a list's length wanders up and down
+ * like a random walk with the program's mix of sizes, so below the caps
+ * the caches keep growing with the run (bench/cache-model.c). 16 KiB lists
+ * under the default 4 MiB budget held 1.10x the live bytes on bench-shm
+ * against 1.19x with 128 KiB lists, at the same speed with one process and
+ * 15% slower with two (docs/BENCHMARKS.md). */
 static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
     uint64_t n = bin_bytes(s) / span;
     if (n < BIN_MIN) n = BIN_MIN;

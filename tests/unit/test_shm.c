@@ -1068,14 +1068,14 @@ static void test_cache_dead_process(void **state) {
  * to split) keeps it on the list of that span, but never past the list's
  * cap: a list at its cap would grow past MK__SHM_CACHE_MAX_LEN, which
  * validate (rightly) reports as damage. Set up with best fit: the list of
- * span 112 full at 1024 blocks (4 MiB budget: cap 131072 / 112 > 1024),
+ * span 112 full at 1024 blocks (32 MiB budget: cap 131072 / 112 > 1024),
  * one free hole of span 112 in the heap between used blocks, then an
  * allocation of span 96 (its list empty, 112 beyond its slack) refills
  * from the heap, which gives the 112 hole whole. */
 static void test_cache_refill_full_list(void **state) {
     (void)state;
     const char *name = nm("cache-full");
-    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_BEST_FIT, .cache_bytes = 4 * MB};
+    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_BEST_FIT, .cache_bytes = 32 * MB};
     mk_shm *s = NULL;
     RC(mk_shm_create(name, &cfg, &s), MK_OK);
     enum { N = 1100 };
@@ -1104,8 +1104,8 @@ static void test_cache_refill_full_list(void **state) {
 }
 
 /* A list's cap, free by free: a list holds min(1024, max(4, B / span))
- * blocks, B = max(budget / 32, 16 KiB); the free that finds it full gives
- * half of it back first. Two regimes: budget 1 MiB and span 1024 (cap
+ * blocks, B = max(budget / 256, 16 KiB); the free that finds it full gives
+ * half of it back first. Two regimes: budget 8 MiB and span 1024 (cap
  * 32768 / 1024 = 32), and budget 64 KiB and span 4112 (16384 / 4112 = 3,
  * so the floor of 4). An off-by-one in the cap either way changes where
  * the first trim falls. */
@@ -1135,7 +1135,7 @@ static void check_list_cap(size_t budget, size_t size, uint64_t span, uint64_t c
 
 static void test_cache_list_cap(void **state) {
     (void)state;
-    check_list_cap(1 * MB, 1016, 1024, 32);
+    check_list_cap(8 * MB, 1016, 1024, 32);
     check_list_cap(64 * KB, 4096, 4112, 4);
 }
 

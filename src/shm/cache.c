@@ -27,7 +27,7 @@
  * Lists are refilled and trimmed in batches under the segment lock, one
  * journal operation per block, so the lock is taken once per several
  * operations. A list holds at most MK__SHM_CACHE_MAX_LEN blocks and about
- * 1/256 of the budget, at least 16 KiB (bin_cap); all lists together at
+ * 1/128 of the budget, at least 16 KiB (bin_cap); all lists together at
  * most the segment's cache budget: at it, a freed block goes straight to
  * the heap.
  *
@@ -54,7 +54,7 @@
 
 #include <string.h>
 
-#define BIN_SHARE 256u   /* a list keeps about budget / BIN_SHARE bytes, */
+#define BIN_SHARE 128u   /* a list keeps about budget / BIN_SHARE bytes, */
 #define BIN_BYTES 16384u /* or this many if more, */
 #define BIN_MIN   4u     /* and at least this many blocks */
 #ifdef MK_TEST_HOOKS     /* tests and fuzz seeds want caches in small segments */
@@ -83,11 +83,13 @@ static inline uint64_t bin_bytes(const mk_shm *s) {
  * locked engine operation on lines the other processes write too), and
  * short enough that a few busy spans cannot take the whole budget. The cap
  * is what bounds the cached memory: a list's length wanders up and down
- * like a random walk with the program's mix of sizes, so below the caps
- * the caches keep growing with the run (bench/cache-model.c). 16 KiB lists
- * under the default 4 MiB budget held 1.10x the live bytes on bench-shm
- * against 1.19x with 128 KiB lists, at the same speed with one process and
- * 15% slower with two (docs/BENCHMARKS.md). */
+ * like a random walk with the program's mix of sizes, so the caches grow
+ * with the run until the caps stop them. On
+ * bench-shm's workload, under the default 4 MiB budget, lists of 1/128 of
+ * it (32 KiB) held 1.15x the live bytes against 1.19x with 1/32 (and 1.20x
+ * against 1.16x over a run 16 times as long), at the same speed; 1/256 held
+ * 1.10x but two processes lost 15% and scaled about 1.5x instead of 1.7x
+ * (docs/BENCHMARKS.md). */
 static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
     uint64_t n = bin_bytes(s) / span;
     if (n < BIN_MIN) n = BIN_MIN;

@@ -1104,8 +1104,8 @@ static void test_cache_refill_full_list(void **state) {
 }
 
 /* A list's cap, free by free: a list holds min(1024, max(4, B / span))
- * blocks, B = max(budget / 256, 16 KiB); the free that finds it full gives
- * half of it back first. Two regimes: budget 8 MiB and span 1024 (cap
+ * blocks, B = max(budget / 128, 16 KiB); the free that finds it full gives
+ * half of it back first. Two regimes: budget 4 MiB and span 1024 (cap
  * 32768 / 1024 = 32), and budget 64 KiB and span 4112 (16384 / 4112 = 3,
  * so the floor of 4). An off-by-one in the cap either way changes where
  * the first trim falls. */
@@ -1135,7 +1135,7 @@ static void check_list_cap(size_t budget, size_t size, uint64_t span, uint64_t c
 
 static void test_cache_list_cap(void **state) {
     (void)state;
-    check_list_cap(8 * MB, 1016, 1024, 32);
+    check_list_cap(4 * MB, 1016, 1024, 32);
     check_list_cap(64 * KB, 4096, 4112, 4);
 }
 

@@ -4,28 +4,38 @@
  * One segment; the parent fills some blocks with known data and publishes
  * their offsets as a named object; K child processes open the segment and
  * do random operations on it (owned blocks: alloc, aligned/zeroed alloc,
- * check and free, realloc; short-lived owned blocks; named objects from a
- * small set of names: find-or-create and remove; reading the parent's
- * blocks; validate now and then). The parent SIGKILLs a random child at a
- * random time (0..--max-delay-us), and after each kill:
+ * check and free, realloc; short-lived owned blocks; with --bursts, bursts
+ * of plain blocks through the per-process cache, named in a ledger the
+ * parent reads; named objects from a small set of names: find-or-create
+ * and remove; reading the parent's blocks; validate now and then). The
+ * parent SIGKILLs a random child at a random time (0..--max-delay-us), and
+ * after each kill:
  *
  *   - the child died of the kill (a child that exited found damage);
  *   - validate passes (this takes the lock: repairs if the child held it);
  *   - the parent's blocks hold their data;
  *   - reclaim (frees the dead child's owned blocks and its process slot);
+ *   - the dead child's burst blocks (its ledger) are freed, each with MK_OK
+ *     (the reap of its cache did not free a block it held);
  *   - the attached processes are exactly alive ones, the parent among them,
- *     at most 1 + K; every owned block belongs to an attached process; the
- *     plain blocks are exactly the parent's (children only allocate owned
- *     blocks, so a plain block too many or too few is a lost or a wild one);
+ *     at most 1 + K; every owned block belongs to an attached process;
+ *     without --bursts the plain blocks are exactly the parent's (children
+ *     allocate no others, so one too many or too few is a lost or a wild
+ *     block);
  *
  * then a new child takes the dead one's place. Every --full kills, and at
  * the end, all children are killed and the heap must be exactly the
- * parent's blocks, the meta block, its cache and the named objects (blocks_used), with
- * the free bytes adding up. A watchdog (--watchdog seconds without a kill)
+ * parent's blocks, the meta block, its cache, the named objects and the
+ * leaked plain blocks (blocks_used), with the free bytes adding up. A
+ * plain block has no owner, so a kill may leak one, but only in the step
+ * where the ledger and the heap disagree (a burst's allocation returning,
+ * or its free starting): more new plain blocks than kills that landed
+ * there is a failure. A watchdog (--watchdog seconds without a kill)
  * reports a deadlock.
  *
  *   shm-soak [--kills N] [--seed S] [--kids K] [--policy P] [--max-delay-us U]
  *            [--progress N] [--full N] [--size-kib N] [--watchdog SEC] [--name /NAME]
+ *            [--bursts 0|1]
  *
  * Prints a progress line every --progress kills and a final summary line;
  * exit status 0 when nothing failed, 1 on the first failure (with a
@@ -52,6 +62,7 @@
 #define NBLOCK   64
 #define NOWNED   24
 #define NOBJ     12
+#define BURST    16
 
 /* ---- options and shared counters ------------------------------------------------------ */
 
@@ -64,6 +75,7 @@ static long o_size_kib = 1024;
 static long o_progress = 1000;
 static long o_full = 1000;
 static unsigned o_watchdog = 60;
+static int o_bursts = 0;
 static char g_name[MK_SHM_NAME_MAX + 1];
 
 /* One cache line per child slot, in an anonymous shared mapping: a child
@@ -73,6 +85,23 @@ typedef struct counter {
     char pad[48];
 } counter;
 static counter *g_count;
+
+/* Per child slot, in another anonymous shared mapping: the plain blocks a
+ * child holds in a burst through its cache (0: none), and whether it is
+ * inside the one step where a kill can leak a block: between an
+ * allocation's return and the ledger naming the block (ALLOCATING), or
+ * between the ledger forgetting a block and its free (FREEING). After a
+ * kill the parent frees the blocks the ledger names; a plain block beyond
+ * the parent's and those is a leak, allowed only for a kill in that step. */
+enum { STEADY, ALLOCATING, FREEING };
+typedef struct ledger {
+    _Atomic mk_off held[BURST];
+    _Atomic int step;
+} ledger;
+static ledger *g_ledger;
+static long g_may_leak;   /* kills that landed in the step, since the last full check */
+static uint64_t g_leaked; /* plain blocks leaked so far (counted at full checks) */
+static long g_in_step;    /* kills that landed in the step, in all */
 
 static pid_t g_parent;
 static pid_t g_kids[MAX_KIDS];
@@ -152,6 +181,29 @@ typedef struct pub {
 
 /* ---- the children ------------------------------------------------------------------- */
 
+/* k plain blocks allocated, written, checked and freed, the youngest first:
+ * the cache's pops, pushes, refills, trims and collections. */
+static void burst(mk_shm *s, ledger *lg, int k) {
+    size_t sz[BURST];
+    for (int j = 0; j < k; j++) {
+        mk_off n;
+        sz[j] = 1 + (size_t)(rnd() % 1500);
+        atomic_store(&lg->step, ALLOCATING);
+        CHECK(mk_shm_alloc(s, sz[j], &n), MK_OK);
+        atomic_store(&lg->held[j], n);
+        atomic_store(&lg->step, STEADY);
+        fill(mk_shm_ptr(s, n), sz[j], (uint64_t)j + 300);
+    }
+    for (int j = k - 1; j >= 0; j--) {
+        mk_off n = atomic_load(&lg->held[j]);
+        if (!same(mk_shm_ptr(s, n), sz[j], (uint64_t)j + 300)) FAIL("child: burst block damaged");
+        atomic_store(&lg->step, FREEING);
+        atomic_store(&lg->held[j], 0);
+        CHECK(mk_shm_free(s, n), MK_OK);
+        atomic_store(&lg->step, STEADY);
+    }
+}
+
 static void child(int idx, uint64_t seed) {
     rng_state = seed | 1;
     alarm(0);
@@ -201,14 +253,17 @@ static void child(int idx, uint64_t seed) {
                 osz[i] = ns;
             }
             break;
-        case 3: { /* a short-lived owned block */
-            mk_off n;
-            size_t sz = 1 + (r >> 16) % 200;
-            CHECK(mk_shm_alloc_ex(s, sz, 0, MK_SHM_OWNED, &n), MK_OK);
-            fill(mk_shm_ptr(s, n), sz, 5);
-            CHECK(mk_shm_free(s, n), MK_OK);
+        case 3: /* a short-lived owned block, or a burst of plain ones through the cache */
+            if (!o_bursts || (r >> 32) % 2) {
+                mk_off n;
+                size_t sz = 1 + (r >> 16) % 200;
+                CHECK(mk_shm_alloc_ex(s, sz, 0, MK_SHM_OWNED, &n), MK_OK);
+                fill(mk_shm_ptr(s, n), sz, 5);
+                CHECK(mk_shm_free(s, n), MK_OK);
+            } else {
+                burst(s, &g_ledger[idx], 1 + (int)((r >> 16) % BURST));
+            }
             break;
-        }
         case 4:
         case 5: { /* named objects from a small set of names */
             char nm[16];
@@ -260,9 +315,10 @@ static void summary(int failures) {
         val += atomic_load(&g_count[i].validations);
     }
     printf("shm-soak: kills=%ld operations=%" PRIu64 " validations=%" PRIu64
-           " elapsed=%.1fs failures=%d seed=%" PRIu64 " policy=%s kids=%d\n",
+           " elapsed=%.1fs failures=%d seed=%" PRIu64 " policy=%s kids=%d in_step=%ld"
+           " leaked=%" PRIu64 "\n",
            g_kill_no, ops, val, (double)(now_ns() - g_t0) / 1e9, failures, o_seed,
-           mk_policy_name(o_policy), o_kids);
+           mk_policy_name(o_policy), o_kids, g_in_step, g_leaked);
     fflush(stdout);
 }
 
@@ -302,6 +358,30 @@ static int census_visit(const mk_shm_block *b, void *arg) {
     return 0;
 }
 
+/* A dead child's burst: free the blocks it held, and note whether its kill
+ * may have leaked one. */
+static void settle_ledger(mk_shm *s, int idx, const char *when) {
+    ledger *lg = &g_ledger[idx];
+    for (int j = 0; j < BURST; j++) {
+        mk_off n = atomic_load(&lg->held[j]);
+        if (!n) continue;
+        int rc = mk_shm_free(s, n);
+        if (rc != MK_OK)
+            FAIL("%s: a dead child's burst block at %" PRIu64 ": free: %s", when, n,
+                 mk_strerror(rc));
+        atomic_store(&lg->held[j], 0);
+    }
+    if (atomic_load(&lg->step) != STEADY) {
+        g_may_leak++;
+        g_in_step++;
+    }
+    atomic_store(&lg->step, STEADY);
+}
+
+static void settle_all(mk_shm *s, const char *when) {
+    for (int i = 0; i < o_kids; i++) settle_ledger(s, i, when);
+}
+
 static void check_parent(mk_shm *s, const pub *mine, const char *when) {
     for (int i = 0; i < NBLOCK; i++)
         if (!same(mk_shm_ptr(s, mine->off[i]), mine->size[i], (uint64_t)i))
@@ -336,8 +416,22 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
                 procs[i].slot == c.owner_slot[b] && (uint32_t)procs[i].generation == c.owner_gen[b];
         if (!ok) FAIL("%s: owned block of slot %u not reclaimed", when, c.owner_slot[b]);
     }
-    if (c.plain != NBLOCK)
+    /* Plain blocks: the parent's, those leaked by kills in a burst's one
+     * unguarded step, and (while children live) their bursts' blocks. */
+    if (!o_bursts && c.plain != NBLOCK)
         FAIL("%s: %" PRIu64 " plain blocks, the parent has %d", when, c.plain, NBLOCK);
+    if (c.plain < NBLOCK + g_leaked)
+        FAIL("%s: %" PRIu64 " plain blocks, the parent has %d and %" PRIu64 " leaked", when,
+             c.plain, NBLOCK, g_leaked);
+    if (all_dead) {
+        uint64_t leaked = c.plain - NBLOCK - g_leaked;
+        if (leaked > (uint64_t)g_may_leak)
+            FAIL("%s: %" PRIu64 " plain blocks lost since the last full check, but only %ld "
+                 "kills landed where a burst may lose one",
+                 when, leaked, g_may_leak);
+        g_leaked += leaked;
+        g_may_leak = 0;
+    }
     if (c.meta < 1 || c.meta > 1 + np) /* one, plus a cache table per attached process */
         FAIL("%s: %" PRIu64 " meta blocks for %zu processes", when, c.meta, np);
     if (all_dead) { /* nobody else works: the counts can be compared */
@@ -350,10 +444,10 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
         if (c.cached != in.cached_blocks)
             FAIL("%s: %" PRIu64 " cached blocks walked, %" PRIu64 " counted", when, c.cached,
                  in.cached_blocks);
-        if (c.owned != 0 || st.blocks_used != NBLOCK + c.meta + c.objects + c.cached)
-            FAIL("%s: %" PRIu64 " blocks used, expected %d + %" PRIu64 " + %" PRIu64 " + %" PRIu64
-                 " (owned left: %" PRIu64 ")",
-                 when, st.blocks_used, NBLOCK, c.meta, c.objects, c.cached, c.owned);
+        if (c.owned != 0 || st.blocks_used != c.plain + c.meta + c.objects + c.cached)
+            FAIL("%s: %" PRIu64 " blocks used, expected %" PRIu64 " + %" PRIu64 " + %" PRIu64
+                 " + %" PRIu64 " (owned left: %" PRIu64 ")",
+                 when, st.blocks_used, c.plain, c.meta, c.objects, c.cached, c.owned);
         if (st.bytes_used + st.bytes_free > st.capacity || st.largest_free > st.bytes_free)
             FAIL("%s: byte counts do not add up", when);
     }
@@ -383,7 +477,8 @@ static void usage(void) {
     fprintf(stderr, "usage: shm-soak [--kills N] [--seed S] [--kids K] [--policy P] "
                     "[--max-delay-us U]\n"
                     "                [--progress N] [--full N] [--size-kib N] [--watchdog SEC] "
-                    "[--name /NAME]\n");
+                    "[--name /NAME]\n"
+                    "                [--bursts 0|1]\n");
     exit(2);
 }
 
@@ -412,6 +507,8 @@ int main(int argc, char **argv) {
             o_full = (long)n;
         else if (!strcmp(a, "--size-kib") && num && n >= 64 && n <= (64 << 10))
             o_size_kib = (long)n;
+        else if (!strcmp(a, "--bursts") && num && n <= 1)
+            o_bursts = (int)n;
         else if (!strcmp(a, "--watchdog") && num && n >= 1)
             o_watchdog = (unsigned)n;
         else if (!strcmp(a, "--policy")) {
@@ -423,7 +520,9 @@ int main(int argc, char **argv) {
     }
     g_count = mmap(NULL, sizeof(counter) * MAX_KIDS, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (g_count == MAP_FAILED) {
+    g_ledger = mmap(NULL, sizeof(ledger) * MAX_KIDS, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (g_count == MAP_FAILED || g_ledger == MAP_FAILED) {
         perror("mmap");
         return 1;
     }
@@ -483,6 +582,10 @@ int main(int argc, char **argv) {
         int full = o_full > 0 && g_kill_no % o_full == 0;
         if (full) kill_all();
         CHECK(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+        if (full)
+            settle_all(s, when);
+        else
+            settle_ledger(s, v, when);
         check_heap(s, when, full);
         if (full) {
             valid(s, when);
@@ -510,6 +613,7 @@ int main(int argc, char **argv) {
     }
     kill_all();
     CHECK(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+    settle_all(s, "at the end");
     valid(s, "at the end");
     g_validations++;
     check_parent(s, &mine, "at the end");

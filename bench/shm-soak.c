@@ -99,9 +99,10 @@ typedef struct ledger {
     _Atomic int step;
 } ledger;
 static ledger *g_ledger;
-static long g_may_leak;   /* kills that landed in the step, since the last full check */
-static uint64_t g_leaked; /* plain blocks leaked so far (counted at full checks) */
-static long g_in_step;    /* kills that landed in the step, in all */
+static long g_may_leak;        /* kills that landed in the step, since the last full check */
+static uint64_t g_leaked;      /* plain blocks leaked so far (counted at full checks) */
+static long g_in_step;         /* kills that landed in the step, in all */
+static uint64_t g_freed_leaks; /* leaked blocks the parent freed at full checks */
 
 static pid_t g_parent;
 static pid_t g_kids[MAX_KIDS];
@@ -318,7 +319,7 @@ static void summary(int failures) {
            " elapsed=%.1fs failures=%d seed=%" PRIu64 " policy=%s kids=%d in_step=%ld"
            " leaked=%" PRIu64 "\n",
            g_kill_no, ops, val, (double)(now_ns() - g_t0) / 1e9, failures, o_seed,
-           mk_policy_name(o_policy), o_kids, g_in_step, g_leaked);
+           mk_policy_name(o_policy), o_kids, g_in_step, g_leaked + g_freed_leaks);
     fflush(stdout);
 }
 
@@ -451,6 +452,41 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
         if (st.bytes_used + st.bytes_free > st.capacity || st.largest_free > st.bytes_free)
             FAIL("%s: byte counts do not add up", when);
     }
+}
+
+/* The plain blocks that are not the parent's, up to max of them. */
+typedef struct strays {
+    const pub *mine;
+    mk_off *off;
+    size_t n, max;
+} strays;
+
+static int stray_visit(const mk_shm_block *b, void *arg) {
+    strays *st = arg;
+    if (b->kind != MK_SHM_BLOCK_PLAIN) return 0;
+    for (uint64_t i = 0; i < st->mine->n; i++)
+        if (st->mine->off[i] == b->info.offset) return 0;
+    if (st->n < st->max) st->off[st->n++] = b->info.offset;
+    return 0;
+}
+
+/* With every child dead and reclaimed: free the plain blocks the kills
+ * leaked (counted by check_heap), so that they do not pile up over a long
+ * run. Each must free cleanly: it is a block some burst allocated. */
+static void free_leaked(mk_shm *s, const pub *mine, const char *when) {
+    static mk_off off[4096];
+    strays st = {.mine = mine, .off = off, .max = sizeof off / sizeof off[0]};
+    int rc = mk_shm_walk(s, stray_visit, &st);
+    if (rc != 0) FAIL("%s: walk: %d (%s)", when, rc, mk_strerror(rc));
+    if (st.n != g_leaked)
+        FAIL("%s: %zu stray plain blocks, %" PRIu64 " counted leaked", when, st.n, g_leaked);
+    for (size_t i = 0; i < st.n; i++) {
+        rc = mk_shm_free(s, off[i]);
+        if (rc != MK_OK)
+            FAIL("%s: a leaked block at %" PRIu64 ": free: %s", when, off[i], mk_strerror(rc));
+    }
+    g_freed_leaks += g_leaked;
+    g_leaked = 0;
 }
 
 static void on_alarm(int sig) {
@@ -588,6 +624,7 @@ int main(int argc, char **argv) {
             settle_ledger(s, v, when);
         check_heap(s, when, full);
         if (full) {
+            free_leaked(s, &mine, when);
             valid(s, when);
             g_validations++;
             for (int i = 0; i < o_kids; i++) g_kids[i] = spawn(i, rnd());
@@ -618,6 +655,7 @@ int main(int argc, char **argv) {
     g_validations++;
     check_parent(s, &mine, "at the end");
     check_heap(s, "at the end", 1);
+    free_leaked(s, &mine, "at the end");
     alarm(0);
     summary(0);
     CHECK(mk_shm_close(s), MK_OK);

@@ -30,8 +30,8 @@
  * plain block has no owner, so a kill may leak one, but only in the step
  * where the ledger and the heap disagree (a burst's allocation returning,
  * or its free starting): more new plain blocks than kills that landed
- * there is a failure. A watchdog (--watchdog seconds without a kill)
- * reports a deadlock.
+ * there is a failure; the parent then frees the leaked ones. A watchdog
+ * (--watchdog seconds without a kill) reports a deadlock.
  *
  *   shm-soak [--kills N] [--seed S] [--kids K] [--policy P] [--max-delay-us U]
  *            [--progress N] [--full N] [--size-kib N] [--watchdog SEC] [--name /NAME]

@@ -615,11 +615,14 @@ void mk__free_remote(mk__span *s, mk__block *b, mk_heap *me) {
      * collect it and retire the span (block_size = 0) at any moment. */
     uint32_t bs = s->block_size;
     uintptr_t tf = atomic_load_explicit(&s->thread_free, memory_order_relaxed), nt;
+    /* Acquire too: a FULL flag read here was set by the owner after it last
+     * read s->wake_next (drain_wake), and the write of wake_next below must
+     * come after that read (a ThreadSanitizer-found race with release only). */
     do {
         b->next = (mk__block *)(tf & ~(uintptr_t)MK__TF_MASK);
         uintptr_t flag = tf & MK__TF_MASK;
         nt = (uintptr_t)b | (flag == MK__TF_FULL ? (uintptr_t)MK__TF_NOTIFIED : flag);
-    } while (!atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, nt, memory_order_release,
+    } while (!atomic_compare_exchange_weak_explicit(&s->thread_free, &tf, nt, memory_order_acq_rel,
                                                     memory_order_relaxed));
     if ((tf & MK__TF_MASK) == MK__TF_FULL) {
         /* We flipped FULL to NOTIFIED: the span cannot be retired until its

@@ -84,12 +84,11 @@ static inline uint64_t bin_bytes(const mk_shm *s) {
  * short enough that a few busy spans cannot take the whole budget. The cap
  * is what bounds the cached memory: a list's length wanders up and down
  * like a random walk with the program's mix of sizes, so the caches grow
- * with the run until the caps stop them. On
- * bench-shm's workload, under the default 4 MiB budget, lists of 1/128 of
- * it (32 KiB) held 1.15x the live bytes against 1.19x with 1/32 (and 1.20x
- * against 1.16x over a run 16 times as long), at the same speed; 1/256 held
- * 1.10x but two processes lost 15% and scaled about 1.5x instead of 1.7x
- * (docs/BENCHMARKS.md). */
+ * with the run until the caps stop them. On bench-shm's workload, under
+ * the default 4 MiB budget, lists of 1/128 of it (32 KiB) held 1.15x the
+ * live bytes against 1.19x with 1/32 (1.16x against 1.20x over a run 16
+ * times as long), at the same speed; 1/256 held 1.10x, but two processes
+ * lost 15% and scaled about 1.6x instead of 1.7x (docs/BENCHMARKS.md). */
 static uint64_t bin_cap(const mk_shm *s, uint64_t span) {
     uint64_t n = bin_bytes(s) / span;
     if (n < BIN_MIN) n = BIN_MIN;

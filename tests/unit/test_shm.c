@@ -1068,14 +1068,14 @@ static void test_cache_dead_process(void **state) {
  * to split) keeps it on the list of that span, but never past the list's
  * cap: a list at its cap would grow past MK__SHM_CACHE_MAX_LEN, which
  * validate (rightly) reports as damage. Set up with best fit: the list of
- * span 112 full at 1024 blocks (32 MiB budget: cap 131072 / 112 > 1024),
+ * span 112 full at 1024 blocks (16 MiB budget: cap 131072 / 112 > 1024),
  * one free hole of span 112 in the heap between used blocks, then an
  * allocation of span 96 (its list empty, 112 beyond its slack) refills
  * from the heap, which gives the 112 hole whole. */
 static void test_cache_refill_full_list(void **state) {
     (void)state;
     const char *name = nm("cache-full");
-    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_BEST_FIT, .cache_bytes = 32 * MB};
+    mk_shm_config cfg = {.size = 16 * MB, .policy = MK_POLICY_BEST_FIT, .cache_bytes = 16 * MB};
     mk_shm *s = NULL;
     RC(mk_shm_create(name, &cfg, &s), MK_OK);
     enum { N = 1100 };

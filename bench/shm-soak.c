@@ -99,10 +99,9 @@ typedef struct ledger {
     _Atomic int step;
 } ledger;
 static ledger *g_ledger;
-static long g_may_leak;        /* kills that landed in the step, since the last full check */
-static uint64_t g_leaked;      /* plain blocks leaked so far (counted at full checks) */
-static long g_in_step;         /* kills that landed in the step, in all */
-static uint64_t g_freed_leaks; /* leaked blocks the parent freed at full checks */
+static long g_in_step;      /* kills that landed in the step */
+static long g_in_step_seen; /* g_in_step at the last full check */
+static uint64_t g_leaked;   /* plain blocks the kills leaked (counted and freed at full checks) */
 
 static pid_t g_parent;
 static pid_t g_kids[MAX_KIDS];
@@ -319,7 +318,7 @@ static void summary(int failures) {
            " elapsed=%.1fs failures=%d seed=%" PRIu64 " policy=%s kids=%d in_step=%ld"
            " leaked=%" PRIu64 "\n",
            g_kill_no, ops, val, (double)(now_ns() - g_t0) / 1e9, failures, o_seed,
-           mk_policy_name(o_policy), o_kids, g_in_step, g_leaked + g_freed_leaks);
+           mk_policy_name(o_policy), o_kids, g_in_step, g_leaked);
     fflush(stdout);
 }
 
@@ -372,10 +371,7 @@ static void settle_ledger(mk_shm *s, int idx, const char *when) {
                  mk_strerror(rc));
         atomic_store(&lg->held[j], 0);
     }
-    if (atomic_load(&lg->step) != STEADY) {
-        g_may_leak++;
-        g_in_step++;
-    }
+    if (atomic_load(&lg->step) != STEADY) g_in_step++;
     atomic_store(&lg->step, STEADY);
 }
 
@@ -389,8 +385,10 @@ static void check_parent(mk_shm *s, const pub *mine, const char *when) {
             FAIL("%s: parent block %d damaged", when, i);
 }
 
-/* After a reclaim: who is attached, who owns what, which blocks exist. */
-static void check_heap(mk_shm *s, const char *when, int all_dead) {
+/* After a reclaim: who is attached, who owns what, which blocks exist.
+ * With all_dead, returns the plain blocks the kills leaked since the last
+ * full check (free_leaked frees them). */
+static uint64_t check_heap(mk_shm *s, const char *when, int all_dead) {
     static census c;
     memset(&c, 0, sizeof c);
     int rc = mk_shm_walk(s, census_visit, &c);
@@ -421,17 +419,16 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
      * unguarded step, and (while children live) their bursts' blocks. */
     if (!o_bursts && c.plain != NBLOCK)
         FAIL("%s: %" PRIu64 " plain blocks, the parent has %d", when, c.plain, NBLOCK);
-    if (c.plain < NBLOCK + g_leaked)
-        FAIL("%s: %" PRIu64 " plain blocks, the parent has %d and %" PRIu64 " leaked", when,
-             c.plain, NBLOCK, g_leaked);
+    if (c.plain < NBLOCK)
+        FAIL("%s: %" PRIu64 " plain blocks, the parent has %d", when, c.plain, NBLOCK);
+    uint64_t leaked = 0;
     if (all_dead) {
-        uint64_t leaked = c.plain - NBLOCK - g_leaked;
-        if (leaked > (uint64_t)g_may_leak)
+        leaked = c.plain - NBLOCK;
+        if (leaked > (uint64_t)(g_in_step - g_in_step_seen))
             FAIL("%s: %" PRIu64 " plain blocks lost since the last full check, but only %ld "
                  "kills landed where a burst may lose one",
-                 when, leaked, g_may_leak);
-        g_leaked += leaked;
-        g_may_leak = 0;
+                 when, leaked, g_in_step - g_in_step_seen);
+        g_in_step_seen = g_in_step;
     }
     if (c.meta < 1 || c.meta > 1 + np) /* one, plus a cache table per attached process */
         FAIL("%s: %" PRIu64 " meta blocks for %zu processes", when, c.meta, np);
@@ -452,9 +449,11 @@ static void check_heap(mk_shm *s, const char *when, int all_dead) {
         if (st.bytes_used + st.bytes_free > st.capacity || st.largest_free > st.bytes_free)
             FAIL("%s: byte counts do not add up", when);
     }
+    return leaked;
 }
 
-/* The plain blocks that are not the parent's, up to max of them. */
+/* The plain blocks that are not the parent's: n of them, the first max
+ * kept in off. */
 typedef struct strays {
     const pub *mine;
     mk_off *off;
@@ -466,27 +465,29 @@ static int stray_visit(const mk_shm_block *b, void *arg) {
     if (b->kind != MK_SHM_BLOCK_PLAIN) return 0;
     for (uint64_t i = 0; i < st->mine->n; i++)
         if (st->mine->off[i] == b->info.offset) return 0;
-    if (st->n < st->max) st->off[st->n++] = b->info.offset;
+    if (st->n < st->max) st->off[st->n] = b->info.offset;
+    st->n++;
     return 0;
 }
 
-/* With every child dead and reclaimed: free the plain blocks the kills
- * leaked (counted by check_heap), so that they do not pile up over a long
- * run. Each must free cleanly: it is a block some burst allocated. */
-static void free_leaked(mk_shm *s, const pub *mine, const char *when) {
-    static mk_off off[4096];
-    strays st = {.mine = mine, .off = off, .max = sizeof off / sizeof off[0]};
+/* With every child dead and reclaimed: free the leaked plain blocks that
+ * check_heap counted, so that they do not pile up over a long run. They
+ * must be exactly that many, and each must free cleanly: it is a block
+ * some burst allocated. */
+static void free_leaked(mk_shm *s, const pub *mine, uint64_t leaked, const char *when) {
+    strays st = {.mine = mine, .off = malloc(sizeof(mk_off) * (leaked + 1)), .max = leaked};
+    if (!st.off) FAIL("%s: out of memory", when);
     int rc = mk_shm_walk(s, stray_visit, &st);
     if (rc != 0) FAIL("%s: walk: %d (%s)", when, rc, mk_strerror(rc));
-    if (st.n != g_leaked)
-        FAIL("%s: %zu stray plain blocks, %" PRIu64 " counted leaked", when, st.n, g_leaked);
+    if (st.n != leaked)
+        FAIL("%s: %zu stray plain blocks, %" PRIu64 " counted leaked", when, st.n, leaked);
     for (size_t i = 0; i < st.n; i++) {
-        rc = mk_shm_free(s, off[i]);
+        rc = mk_shm_free(s, st.off[i]);
         if (rc != MK_OK)
-            FAIL("%s: a leaked block at %" PRIu64 ": free: %s", when, off[i], mk_strerror(rc));
+            FAIL("%s: a leaked block at %" PRIu64 ": free: %s", when, st.off[i], mk_strerror(rc));
     }
-    g_freed_leaks += g_leaked;
-    g_leaked = 0;
+    free(st.off);
+    g_leaked += leaked;
 }
 
 static void on_alarm(int sig) {
@@ -622,9 +623,9 @@ int main(int argc, char **argv) {
             settle_all(s, when);
         else
             settle_ledger(s, v, when);
-        check_heap(s, when, full);
+        uint64_t leaked = check_heap(s, when, full);
         if (full) {
-            free_leaked(s, &mine, when);
+            free_leaked(s, &mine, leaked, when);
             valid(s, when);
             g_validations++;
             for (int i = 0; i < o_kids; i++) g_kids[i] = spawn(i, rnd());
@@ -654,8 +655,7 @@ int main(int argc, char **argv) {
     valid(s, "at the end");
     g_validations++;
     check_parent(s, &mine, "at the end");
-    check_heap(s, "at the end", 1);
-    free_leaked(s, &mine, "at the end");
+    free_leaked(s, &mine, check_heap(s, "at the end", 1), "at the end");
     alarm(0);
     summary(0);
     CHECK(mk_shm_close(s), MK_OK);

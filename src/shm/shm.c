@@ -159,8 +159,10 @@ static int lock_attach(mk_shm *s) {
 int mk__shm_lock(mk_shm *s) {
     bool local = !mk__shm_inherited(s) && mk__shm_local_enter(s);
     int rc = mk__shm_lock_shared(s);
-    if (rc != MK_OK) mk__shm_local_leave(s, local);
-    if (rc == MK_OK) s->local_held = local;
+    if (rc == MK_OK)
+        s->local_held = local;
+    else
+        mk__shm_local_leave(s, local);
     return rc;
 }
 

@@ -120,6 +120,18 @@ static bool plain_block(const mk_shm *s, mk_off b, uint64_t span) {
     return mk__tag_ok(h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
 }
 
+/* The span of the block at b if it is a plain block the caches take (a
+ * span of 32 .. MK__SHM_CACHE_MAX_SPAN, inside this process's mapping with
+ * its cookie word), else 0. b may be anything: a caller's offset, or a
+ * word of a dead process's table; no sum here can wrap. */
+static uint64_t cacheable_span(const mk_shm *s, mk_off b) {
+    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || mapped - b < 24) return 0;
+    uint64_t span = mk__span(mk__get(s->h, b));
+    if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !plain_block(s, b, span)) return 0;
+    return span;
+}
+
 /* A cached block: plain, of its list's span, with the cookie. */
 static bool cached_block(const mk_shm *s, mk_off b, uint64_t span) {
     return plain_block(s, b, span) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
@@ -352,18 +364,15 @@ int mk__shm_cache_free(mk_shm *s, mk_off off) {
     mk_off b = off - MK__TAGW;
     bool locked = mk__shm_local_enter(s);
     int rc = MK_ENOENT;
-    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
-    if (b + 24 <= mapped) {
-        uint64_t span = mk__span(mk__get(s->h, b));
-        if (span >= 32 && span <= MK__SHM_CACHE_MAX_SPAN && plain_block(s, b, span)) {
-            mk__shm_cache *c = s->cache;
-            mk__shm_bin *bin = &c->bin[span / 16];
-            if (mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b))
-                rc = MK_EDOUBLEFREE;
-            else
-                rc = make_room(s, c, bin, span);
-            if (rc == MK_OK) push(s, c, bin, span, b);
-        }
+    uint64_t span = cacheable_span(s, b);
+    if (span) {
+        mk__shm_cache *c = s->cache;
+        mk__shm_bin *bin = &c->bin[span / 16];
+        if (mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b))
+            rc = MK_EDOUBLEFREE;
+        else
+            rc = make_room(s, c, bin, span);
+        if (rc == MK_OK) push(s, c, bin, span, b);
     }
     mk__shm_local_leave(s, locked);
     return rc;
@@ -441,11 +450,8 @@ static bool listed(const mk_shm *s, const mk__shm_bin *bin, uint64_t span, mk_of
 static int reap_pending(mk_shm *s, mk__shm_cache *c) {
     mk__hdr *h = s->h;
     mk_off b = c->pending;
-    uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
-    bool in = b && b % MK__GRAIN == 8 && b >= h->data_start && b + 24 <= mapped;
-    uint64_t span = in ? mk__span(mk__get(h, b)) : 0;
-    bool mine = in && span >= 32 && span <= MK__SHM_CACHE_MAX_SPAN && plain_block(s, b, span) &&
-                !listed(s, &c->bin[span / 16], span, b);
+    uint64_t span = cacheable_span(s, b);
+    bool mine = span && !listed(s, &c->bin[span / 16], span, b);
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, b, 4);
     int rc = MK_OK;
     if (mine) {

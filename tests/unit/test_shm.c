@@ -859,6 +859,29 @@ static void test_cache_damage(void **state) {
     *(mk_off *)mk_shm_ptr(s, a) = live - 8;    /* the list's next: a live block */
     RC(mk_shm_alloc(s, 200, &a), MK_OK);       /* the head is still good */
     RC(mk_shm_alloc(s, 200, &a), MK_ECORRUPT); /* the forged one is refused */
+    /* Offsets whose header and cookie words would lie past the end of the
+     * address space: refused, never read (an offset plus 24 wraps). */
+    const mk_off huge[] = {UINT64_MAX, UINT64_MAX - 7, UINT64_MAX - 15, UINT64_MAX - 23};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++)
+        RC(mk_shm_free(s, huge[i]), MK_EBADOFF);
+    /* A dead process's table names such a block in flight: the reap
+     * refuses it too, and frees the rest. */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_shm *c = NULL;
+        mk_off o;
+        if (mk_shm_open(name, 0, &c) != MK_OK || mk_shm_alloc(c, 100, &o) != MK_OK) _exit(10);
+        c->cache->pending = UINT64_MAX - 7;
+        raise(SIGKILL);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    uint64_t before = stats_of(s).blocks_used;
+    RC(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+    assert_true(stats_of(s).blocks_used < before); /* its table and refills: freed */
     RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_unlink(name, 0), MK_OK);
 }

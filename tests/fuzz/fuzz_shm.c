@@ -40,14 +40,14 @@
  *     statistics, info and process list read, dumped (to /dev/null);
  *   - the script runs (if the segment validated, or ctl bit 3): alloc
  *     (plain, owned, zeroed, aligned), free, realloc, usable_size, free and
- *     realloc of arbitrary offsets, object create/find/remove, reclaim,
- *     walk, iterate, stats, ptr/offset. Every call must return a documented
- *     code and every block or object it hands out must lie inside the
- *     mapping. On a segment that validated, the segment must also validate
- *     after every step, and the blocks and objects the script made must keep
- *     what was written to them: a segment that validates and then breaks
- *     under legal calls is a bug (of the operation or of validate), and the
- *     target aborts.
+ *     realloc of arbitrary offsets (near UINT64_MAX too), object
+ *     create/find/remove, reclaim, walk, iterate, stats, ptr/offset. Every
+ *     call must return a documented code and every block or object it
+ *     hands out must lie inside the mapping. On a segment that validated,
+ *     the segment must also validate after every step, and the blocks and
+ *     objects the script made must keep what was written to them: a
+ *     segment that validates and then breaks under legal calls is a bug (of
+ *     the operation or of validate), and the target aborts.
  *
  * Hostile mode (the default; MK_FUZZ_SHM_HOSTILE=0 in the environment
  * turns it off). shm.h promises that every offset read from a segment is
@@ -136,6 +136,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     snprintf(g_path, sizeof g_path, "/tmp/memkit-fuzz-shm-%ld.seg", (long)getpid());
+    /* Caches in these small images too: the cache code reads blocks and
+     * the tables of dead processes without the lock, from the segment. */
+    mk__test_cache_min_segment = 0;
     g_file = malloc(MAX_FILE);
     g_null = fopen("/dev/null", "w");
     const char *hostile = getenv("MK_FUZZ_SHM_HOSTILE");
@@ -242,7 +245,7 @@ static void scribble(state *st, script *sc) {
         return;
     uint64_t *w = (uint64_t *)(void *)(base + at);
     uint64_t v;
-    switch (next8(sc) % 4) {
+    switch (next8(sc) % 5) {
     case 0: /* an offset somewhere in (or just past) the segment */
         v = next24(sc) % (size + 64);
         break;
@@ -252,8 +255,11 @@ static void scribble(state *st, script *sc) {
     case 2: /* a copy of another word (a stale link, a foreign header) */
         v = *(const uint64_t *)(const void *)(base + ((next24(sc) % size) & ~(uint64_t)7));
         break;
-    default: /* raw bytes */
+    case 3: /* raw bytes */
         v = next24(sc) | next24(sc) << 24 | (uint64_t)next16(sc) << 48;
+        break;
+    default: /* an offset near the top of the address space: a sum with it wraps */
+        v = UINT64_MAX - next8(sc) % 64;
         break;
     }
     *w = v;
@@ -281,7 +287,7 @@ static bool known(const state *st, mk_off off) {
 static int walk_visit(const mk_shm_block *b, void *arg) {
     state *st = arg;
     BUG(b->info.offset + b->info.size <= st->size && b->info.span >= b->info.size);
-    BUG(b->kind >= MK_SHM_BLOCK_FREE && b->kind <= MK_SHM_BLOCK_META);
+    BUG(b->kind >= MK_SHM_BLOCK_FREE && b->kind <= MK_SHM_BLOCK_CACHED);
     BUG(mk_shm_block_kind_name(b->kind) != NULL);
     if (b->kind == MK_SHM_BLOCK_OWNED) BUG(b->owner_slot < MK_SHM_MAX_PROCS);
     return 0;
@@ -377,7 +383,10 @@ static void step_alloc(state *st, script *sc, unsigned op) {
 }
 
 static void step_arbitrary(state *st, script *sc, unsigned op) {
-    mk_off off = (mk_off)next24(sc) % (st->size + 64);
+    uint64_t r = next24(sc);
+    /* In or just past the segment; one in 16 near the top of the address
+     * space, where an offset plus a header's size wraps. */
+    mk_off off = r % 16 == 15 ? UINT64_MAX - (r >> 4) % 64 : (mk_off)r % (st->size + 64);
     if (known(st, off)) return;
     mk_off out = 0;
     int rc;

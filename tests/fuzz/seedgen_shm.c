@@ -379,6 +379,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     dir = argv[1];
+    mk__test_cache_min_segment = 0; /* the seeds' processes have caches, as fuzz_shm's */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/memkit-seedgen-shm-%ld", (long)getpid());
     if (mkdir(tmpdir, 0700) != 0) {
         perror(tmpdir);

@@ -220,7 +220,7 @@ const Allocator allocators[] = {
      "bip::managed_shared_memory allocate/deallocate (rbtree_best_fit, default mutex)"},
     {"glibc", K_GLIBC, MK_POLICY_FIRST_FIT, "malloc/free on each process's private heap"},
     {"memkit-owned", K_MEMKIT, MK_POLICY_TLSF,
-     "mk_shm_alloc_ex(MK_SHM_OWNED)/mk_shm_free, TLSF segment: every operation locked",
+     "mk_shm_alloc_ex(MK_SHM_OWNED)/mk_shm_free, TLSF segment, through the owner's cache",
      MK_SHM_OWNED},
 };
 constexpr int N_ALLOCS = int(sizeof allocators / sizeof allocators[0]);
@@ -803,7 +803,7 @@ void usage(FILE *f) {
         "  --segment-mib N  segment size (default 256)\n"
         "  --cache-kib N    memkit's per-process cache budget (default: the library's; 0: none)\n"
         "  --only LIST      allocators (default memkit-tlsf,memkit-best,boost,glibc; also\n"
-        "                   memkit-owned: owned blocks, which take the segment lock)\n"
+        "                   memkit-owned: owned blocks, reclaimable when their process dies)\n"
         "  --budget SEC     stop a process's timed phase after SEC s (default 60; 0 never)\n"
         "  --no-prefault    do not pre-fault the segment mapping in each child\n"
         "  --no-frag        skip the untimed fragmentation pass\n"

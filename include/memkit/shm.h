@@ -85,7 +85,11 @@ enum mk_shm_flags {
 enum mk_shm_alloc_flags {
     /** Record the calling process as the block's owner: if the process
      *  dies, mk_shm_reclaim() frees the block. An owned block has 8 bytes
-     *  less usable space than a plain one of the same span. */
+     *  less usable space than a plain one of the same span. Small owned
+     *  blocks go through the owner's cache as plain ones do, on lists of
+     *  their own: the owner's free of one keeps it for the owner's next
+     *  owned allocation, without the segment lock; another process's free
+     *  of it takes the lock. */
     MK_SHM_OWNED = 1u << 0,
     /** Fill the block with zeros. */
     MK_SHM_ZERO = 1u << 1,
@@ -111,7 +115,7 @@ typedef struct mk_shm_config {
      *  cache (allocations of up to MK_SHM_CACHE_MAX_SIZE bytes are served
      *  from it without the segment lock). 0 = the default: 1/64 of the
      *  initial size (MK_SHM_CACHE_SHARE), at most MK_SHM_CACHE_DEFAULT_BYTES.
-     *  A cache takes a table of about 4 KiB from the segment per process;
+     *  A cache takes a table of about 8 KiB from the segment per process;
      *  none is made in segments smaller than MK_SHM_CACHE_MIN_SEGMENT. */
     size_t cache_bytes;
 } mk_shm_config;
@@ -376,15 +380,16 @@ typedef enum mk_shm_block_kind {
     MK_SHM_BLOCK_OBJECT = 3, /**< a named object (offset is its data) */
     MK_SHM_BLOCK_META = 4,   /**< the segment's own metadata (and cache tables) */
     MK_SHM_BLOCK_CACHED = 5, /**< freed, held in a process's cache (allocated
-                                  for the region; a racy snapshot) */
+                                  for the region; a racy snapshot); an owned
+                                  block its owner freed keeps its owner */
 } mk_shm_block_kind;
 
 /** One block as mk_shm_walk() reports it. */
 typedef struct mk_shm_block {
     mk_block_info info;     /**< offset/size/span/used as region.h reports */
     mk_shm_block_kind kind; /**< what the block is */
-    uint32_t owner_slot;    /**< MK_SHM_BLOCK_OWNED: the owner's process-table slot */
-    uint64_t owner_gen;     /**< MK_SHM_BLOCK_OWNED: the owner's attach generation */
+    uint32_t owner_slot;    /**< owned (or cached owned): the owner's process-table slot */
+    uint64_t owner_gen;     /**< owned (or cached owned): the owner's attach generation */
 } mk_shm_block;
 
 /** Callback of mk_shm_walk(); return non-zero to stop. Runs under the lock. */

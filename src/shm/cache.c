@@ -3,10 +3,14 @@
  * no segment lock.
  *
  * Each attached process has a table in the segment (mk__shm_cache, a block
- * tagged MK__TR_CACHE) with one LIFO list per block span, 32 .. 4112 bytes
- * in 16-byte steps. A free of a plain block of such a span pushes it on the
- * list of its span; an allocation of span S pops from the first non-empty
- * list of span S .. S + S/8 (a bitmap of non-empty lists finds it in a
+ * tagged MK__TR_CACHE) with one LIFO list per kind and block span: plain
+ * blocks and the blocks this process owns (MK_SHM_OWNED), spans 32 .. 4112
+ * bytes in 16-byte steps. A free of a plain block of such a span, or of an
+ * owned block of this process, pushes it on the list of its kind and span
+ * (an owned block keeps its USER bit and owner word while cached: for a
+ * reclaim it stays the owner's, and no header word needs a change without
+ * the lock); an allocation of span S pops from the first non-empty list of
+ * its kind of span S .. S + S/8 (a bitmap of non-empty lists finds it in a
  * step or two): exact spans would need far more cached memory for the same
  * hit rate, rounded size classes would waste up to the class step on every
  * block; this wastes at most S/8 and only when no exact block is there. For
@@ -16,12 +20,12 @@
  * share the table; a process with one thread skips it: mk__shm_local_enter).
  *
  *     table (in the segment)            cached blocks (allocated, for the engine)
- *     +---------+                        +------+------+--------+----
- *     | bin[2]  | head ----------------> | hdr  | next | cookie | ...
- *     | bin[3]  | 0                      +------+--|---+--------+----
- *     |  ...    |                                  v
- *     | pending | (a block in flight)    +------+------+--------+----
- *     +---------+                        | hdr  |  0   | cookie | ...
+ *     +-----------+                      +------+------+--------+----
+ *     | bin[k][2] | head --------------> | hdr  | next | cookie | ...
+ *     | bin[k][3] | 0                    +------+--|---+--------+----
+ *     |  ...      |                                v
+ *     | pending   | (a block in flight)  +------+------+--------+----
+ *     +-----------+                      | hdr  |  0   | cookie | ...
  *                                        +------+------+--------+----
  *
  * Lists are refilled and trimmed in batches under the segment lock, one
@@ -38,15 +42,19 @@
  * (repair after a crash under the lock, an attach that finds the process
  * table full, mk_shm_reclaim) frees the pending block unless it is on a
  * list, then every listed block, then the table, each step one journal
- * operation. Every listed block is checked (in range, a used plain block
- * of the list's span, with the cookie) before it is used or freed, so a
- * damaged table gives MK_ECORRUPT or a leak, never a wild write.
+ * operation; the reclaim that follows finds the dead owner's other owned
+ * blocks (a cached owned block is never both: the reap frees it before
+ * the slot, which keeps the reclaim away, is cleared). Every listed block
+ * is checked (in range, a used block of the list's kind and span, an owned
+ * one with its owner's word, with the cookie) before it is used or freed,
+ * so a damaged table gives MK_ECORRUPT or a leak, never a wild write.
  *
  * Unlocked reads of block headers. A cached block's header is read here
  * without the segment lock, while another process may, under the lock, set
  * or clear its PREV_FREE bit (a neighbour freed or allocated). The bits
- * read here (tag, span, FREE, USER) do not change while the block is
- * allocated, and a 64-bit aligned load does not tear; this process's other
+ * read here (tag, span, FREE, USER) and an owned block's owner word do not
+ * change while the block is allocated, and a 64-bit aligned load does not
+ * tear; this process's other
  * threads take the handle's mutex for every operation (mk__shm_lock), so
  * within a process there is no race at all.
  */
@@ -111,30 +119,42 @@ static uint64_t request_span(const mk__hdr *h, size_t size) {
     return span;
 }
 
-/* b is a used plain block of span, inside this process's mapping. */
-static bool plain_block(const mk_shm *s, mk_off b, uint64_t span) {
+/* The trailer word of the blocks that table c's process owns. */
+static inline uint64_t owner_of(const mk__shm_cache *c) {
+    return mk__shm_owner_word((uint32_t)c->slot, c->gen);
+}
+
+/* b is a used block of span (at least 32), inside this process's mapping,
+ * of list kind k: plain, or owned with the trailer word owner. */
+static bool block_of(const mk_shm *s, mk_off b, uint64_t span, unsigned k, uint64_t owner) {
     const mk__hdr *h = s->h;
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || span > mapped - b) return false;
     uint64_t w = mk__get(h, b);
-    return mk__tag_ok(h, b, w) && !(w & (MK__F_FREE | MK__F_USER)) && mk__span(w) == span;
+    if (!mk__tag_ok(h, b, w) || (w & MK__F_FREE) || mk__span(w) != span) return false;
+    if (k == MK__SHM_PLAIN) return !(w & MK__F_USER);
+    return (w & MK__F_USER) && mk__get(h, b + span - 8) == owner;
 }
 
-/* The span of the block at b if it is a plain block the caches take (a
- * span of 32 .. MK__SHM_CACHE_MAX_SPAN, inside this process's mapping with
- * its cookie word), else 0. b may be anything: a caller's offset, or a
- * word of a dead process's table; no sum here can wrap. */
-static uint64_t cacheable_span(const mk_shm *s, mk_off b) {
+/* The span of the block at b if it is a block table c's lists take (plain,
+ * or owned by c's process; a span of 32 .. MK__SHM_CACHE_MAX_SPAN, inside
+ * this process's mapping with its cookie word), else 0; *k is its kind of
+ * list. b may be anything: a caller's offset, or a word of a dead
+ * process's table; no sum here can wrap. */
+static uint64_t cacheable_span(const mk_shm *s, const mk__shm_cache *c, mk_off b, unsigned *k) {
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || mapped - b < 24) return 0;
-    uint64_t span = mk__span(mk__get(s->h, b));
-    if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !plain_block(s, b, span)) return 0;
+    uint64_t w = mk__get(s->h, b), span = mk__span(w);
+    *k = w & MK__F_USER ? MK__SHM_OWNED_LIST : MK__SHM_PLAIN;
+    if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !block_of(s, b, span, *k, owner_of(c)))
+        return 0;
     return span;
 }
 
-/* A cached block: plain, of its list's span, with the cookie. */
-static bool cached_block(const mk_shm *s, mk_off b, uint64_t span) {
-    return plain_block(s, b, span) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
+/* A cached block: of its list's kind and span, with the cookie. */
+static bool cached_block(const mk_shm *s, const mk__shm_cache *c, unsigned k, mk_off b,
+                         uint64_t span) {
+    return block_of(s, b, span, k, owner_of(c)) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
 }
 
 static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {
@@ -144,18 +164,18 @@ static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {
     return c->magic == MK__SHM_CACHE_MG && c->slot == slot;
 }
 
-static inline void mark(mk__shm_cache *c, uint64_t i, bool nonempty) {
+static inline void mark(mk__shm_cache *c, unsigned k, uint64_t i, bool nonempty) {
     uint64_t bit = UINT64_C(1) << (i % 64);
     if (nonempty)
-        c->nonempty[i / 64] |= bit;
+        c->nonempty[k][i / 64] |= bit;
     else
-        c->nonempty[i / 64] &= ~bit;
+        c->nonempty[k][i / 64] &= ~bit;
 }
 
-/* The first non-empty list in [lo, hi], or 0. */
-static uint64_t first_nonempty(const mk__shm_cache *c, uint64_t lo, uint64_t hi) {
+/* The first non-empty list of kind k in [lo, hi], or 0. */
+static uint64_t first_nonempty(const mk__shm_cache *c, unsigned k, uint64_t lo, uint64_t hi) {
     for (uint64_t w = lo / 64; w <= hi / 64; w++) {
-        uint64_t bits = c->nonempty[w];
+        uint64_t bits = c->nonempty[k][w];
         if (w == lo / 64) bits &= ~UINT64_C(0) << (lo % 64);
         if (bits) {
             uint64_t i = w * 64 + (uint64_t)mk__ctz64(bits);
@@ -167,10 +187,12 @@ static uint64_t first_nonempty(const mk__shm_cache *c, uint64_t lo, uint64_t hi)
 
 /* ---- under the segment lock: one journal operation per block ------------------------ */
 
-/* Allocate one block of span and push it on its list. MK_ENOMEM: no room
- * without growing (nothing written). */
-static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+/* Allocate one block of span (owned by this process for k = OWNED) and
+ * push it on its list. MK_ENOMEM: no room without growing (nothing
+ * written). */
+static int refill_one(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span) {
     mk__hdr *h = s->h;
+    mk__shm_bin *bin = &c->bin[k][span / 16];
     mk_off b = 0;
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, span, 1);
     int rc = mk__shm_raw_alloc(h, span - MK__TAGW, 0, mk__shm_place(s), &b);
@@ -180,32 +202,34 @@ static int refill_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t sp
          * no list has that span or that list is full (past its cap it
          * could pass MK__SHM_CACHE_MAX_LEN, which validate calls damage). */
         uint64_t got = mk__bspan(h, b);
-        if (got > MK__SHM_CACHE_MAX_SPAN || !bin_has_room(s, c->bin[got / 16].count, got)) {
+        if (got > MK__SHM_CACHE_MAX_SPAN || !bin_has_room(s, c->bin[k][got / 16].count, got)) {
             rc = mk__region_free_op(h, b);
             mk__journal_end(h);
             return rc == MK_OK ? MK_ENOMEM : rc;
         }
-        bin = &c->bin[mk__bspan(h, b) / 16];
+        bin = &c->bin[k][got / 16];
     }
     if (rc == MK_OK) {
         span = mk__bspan(h, b);
+        if (k == MK__SHM_OWNED_LIST) mk__shm_tag_block(h, b, owner_of(c));
         mk__set_at(h, b + 8, bin->head);
         mk__set_at(h, b + 16, mk__shm_cookie(h, b));
         mk__set(h, &bin->head, b);
         mk__set(h, &bin->count, bin->count + 1);
         mk__set(h, &c->bytes, c->bytes + span);
         mk__set(h, &c->blocks, c->blocks + 1);
-        mark(c, span / 16, true); /* a hint: only its living owner reads it */
+        mark(c, k, span / 16, true); /* a hint: only its living owner reads it */
     }
     mk__journal_end(h);
     return rc;
 }
 
-/* Pop the head of bin and free it to the heap. */
-static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+/* Pop the head of list k of span and free it to the heap. */
+static int trim_one(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span) {
     mk__hdr *h = s->h;
+    mk__shm_bin *bin = &c->bin[k][span / 16];
     mk_off b = bin->head;
-    if (!cached_block(s, b, span)) return MK_ECORRUPT;
+    if (!cached_block(s, c, k, b, span)) return MK_ECORRUPT;
     mk_off next = mk__get(h, b + 8);
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, span, 0);
     mk__set(h, &bin->head, next);
@@ -215,25 +239,27 @@ static int trim_one(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span
     mk__set_at(h, b + 16, 0);          /* no stale cookie in the heap */
     int rc = mk__region_free_op(h, b); /* on damage, rolled back: b stays listed */
     mk__journal_end(h);
-    if (rc == MK_OK && !next) mark(c, span / 16, false);
+    if (rc == MK_OK && !next) mark(c, k, span / 16, false);
     return rc;
 }
 
-/* Trim bin to keep blocks; its low-water mark (collect) follows. */
-static int trim_bin(mk_shm *s, mk__shm_cache *c, uint64_t i, uint64_t keep) {
-    mk__shm_bin *bin = &c->bin[i];
+/* Trim list k of span i * 16 to keep blocks; its low-water mark (collect)
+ * follows. */
+static int trim_bin(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t i, uint64_t keep) {
+    mk__shm_bin *bin = &c->bin[k][i];
     int rc = MK_OK;
-    while (rc == MK_OK && bin->count > keep && bin->head) rc = trim_one(s, c, bin, i * 16);
+    while (rc == MK_OK && bin->count > keep && bin->head) rc = trim_one(s, c, k, i * 16);
     if (rc == MK_OK && bin->count > keep) rc = MK_ECORRUPT; /* the list ended early */
-    if (s->low[i] > bin->count) s->low[i] = (uint16_t)bin->count;
+    if (s->low[k][i] > bin->count) s->low[k][i] = (uint16_t)bin->count;
     return rc;
 }
 
 /* Every list gives back all its blocks. */
 static int trim_all(mk_shm *s, mk__shm_cache *c) {
     int rc = MK_OK;
-    for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++)
-        if (c->bin[i].count) rc = trim_bin(s, c, i, 0);
+    for (unsigned k = 0; k < MK__SHM_LISTS; k++)
+        for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++)
+            if (c->bin[k][i].count) rc = trim_bin(s, c, k, i, 0);
     return rc;
 }
 
@@ -243,21 +269,22 @@ static uint64_t budget(const mk_shm *s) {
     return s->cache_budget; /* the meta block's, written once, at creation */
 }
 
-/* Pop the head of bin (its span) for the caller. */
-static int pop(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_off *out) {
+/* Pop the head of list k of span for the caller. */
+static int pop(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span, mk_off *out) {
     mk__hdr *h = s->h;
+    mk__shm_bin *bin = &c->bin[k][span / 16];
     mk_off b = bin->head;
     if (!b) return MK_ENOENT;
-    if (!cached_block(s, b, span)) return MK_ECORRUPT;
+    if (!cached_block(s, c, k, b, span)) return MK_ECORRUPT;
     mk_off next = mk__get(h, b + 8);
     /* next is checked when it becomes the head: checking it now would cost
      * a cache miss on every allocation */
     c->pending = b;
     step();
     bin->head = next;
-    if (!next) mark(c, span / 16, false);
+    if (!next) mark(c, k, span / 16, false);
     bin->count--;
-    if (bin->count < s->low[span / 16]) s->low[span / 16] = (uint16_t)bin->count;
+    if (bin->count < s->low[k][span / 16]) s->low[k][span / 16] = (uint16_t)bin->count;
     c->bytes -= span;
     c->blocks--;
     *mk__word(h, b + 16) = 0;
@@ -267,15 +294,16 @@ static int pop(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_
     return MK_OK;
 }
 
-static void push(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, mk_off b) {
+static void push(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span, mk_off b) {
     mk__hdr *h = s->h;
+    mk__shm_bin *bin = &c->bin[k][span / 16];
     c->pending = b;
     step();
     *mk__word(h, b + 8) = bin->head;
     *mk__word(h, b + 16) = mk__shm_cookie(h, b);
     step();
     bin->head = b;
-    mark(c, span / 16, true);
+    mark(c, k, span / 16, true);
     bin->count++;
     c->bytes += span;
     c->blocks++;
@@ -284,31 +312,34 @@ static void push(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span, m
 }
 
 /* Fill an empty list with a few blocks under one segment lock. */
-static void refill(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+static void refill(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span) {
     uint64_t want = bin_cap(s, span) / 2 < REFILL ? bin_cap(s, span) / 2 : REFILL;
     if (c->bytes + want * span > budget(s)) want = 1;
     if (mk__shm_lock_shared(s) != MK_OK) return; /* the locked path reports it */
     for (uint64_t i = 0; i < want; i++)
-        if (refill_one(s, c, bin, span) != MK_OK) break;
+        if (refill_one(s, c, k, span) != MK_OK) break;
     mk__shm_unlock_shared(s);
 }
 
 int mk__shm_cache_alloc(mk_shm *s, size_t size, unsigned flags, mk_off *out) {
     if (!s->cache || size > MK_SHM_CACHE_MAX_SIZE || mk__shm_inherited(s)) return MK_ENOENT;
-    uint64_t span = request_span(s->h, size);
+    unsigned k = flags & MK_SHM_OWNED ? MK__SHM_OWNED_LIST : MK__SHM_PLAIN;
+    uint64_t trailer = k == MK__SHM_OWNED_LIST ? 8 : 0; /* the owner's word, at the end */
+    uint64_t span = request_span(s->h, size + trailer);
     if (span > MK__SHM_CACHE_MAX_SPAN) return MK_ENOENT;
     bool locked = mk__shm_local_enter(s);
     mk__shm_cache *c = s->cache;
-    uint64_t i = first_nonempty(c, span / 16, (span + (span >> MK__SHM_CACHE_SLACK)) / 16);
+    uint64_t i = first_nonempty(c, k, span / 16, (span + (span >> MK__SHM_CACHE_SLACK)) / 16);
     if (!i) {
         i = span / 16;
-        refill(s, c, &c->bin[i], span);
+        refill(s, c, k, span);
     }
     mk_off b = 0;
-    int rc = pop(s, c, &c->bin[i], i * 16, &b);
+    int rc = pop(s, c, k, i * 16, &b);
     mk__shm_local_leave(s, locked);
     if (rc != MK_OK) return rc;
-    if (flags & MK_SHM_ZERO) memset(mk__word(s->h, b + MK__TAGW), 0, (size_t)(i * 16 - MK__TAGW));
+    if (flags & MK_SHM_ZERO)
+        memset(mk__word(s->h, b + MK__TAGW), 0, (size_t)(i * 16 - MK__TAGW - trailer));
     *out = b + MK__TAGW;
     return MK_OK;
 }
@@ -331,11 +362,12 @@ static int collect(mk_shm *s, mk__shm_cache *c) {
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
     uint64_t before = c->bytes;
-    for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++) {
-        uint64_t n = c->bin[i].count, cold = (3u * s->low[i] + 3u) / 4u;
-        if (cold) rc = trim_bin(s, c, i, n > cold ? n - cold : 0);
-        s->low[i] = (uint16_t)c->bin[i].count;
-    }
+    for (unsigned k = 0; k < MK__SHM_LISTS; k++)
+        for (uint64_t i = 2; i < MK__SHM_CACHE_BINS && rc == MK_OK; i++) {
+            uint64_t n = c->bin[k][i].count, cold = (3u * s->low[k][i] + 3u) / 4u;
+            if (cold) rc = trim_bin(s, c, k, i, n > cold ? n - cold : 0);
+            s->low[k][i] = (uint16_t)c->bin[k][i].count;
+        }
     mk__shm_unlock_shared(s);
     if (before - c->bytes < budget(s) / 16) s->gc_wait = GC_WAIT;
     return rc;
@@ -345,7 +377,8 @@ static int collect(mk_shm *s, mk__shm_cache *c) {
  * under one segment lock; a cache at its budget collects (above), and if
  * that leaves no room the block goes straight to the heap (MK_ENOENT: the
  * locked path). */
-static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t span) {
+static int make_room(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span) {
+    const mk__shm_bin *bin = &c->bin[k][span / 16];
     if (c->bytes + span > budget(s)) {
         int rc = collect(s, c);
         if (rc != MK_OK) return rc;
@@ -354,7 +387,7 @@ static int make_room(mk_shm *s, mk__shm_cache *c, mk__shm_bin *bin, uint64_t spa
     if (bin_has_room(s, bin->count, span)) return MK_OK;
     int rc = mk__shm_lock_shared(s);
     if (rc != MK_OK) return rc;
-    rc = trim_bin(s, c, span / 16, bin->count / 2);
+    rc = trim_bin(s, c, k, span / 16, bin->count / 2);
     mk__shm_unlock_shared(s);
     return rc;
 }
@@ -364,15 +397,15 @@ int mk__shm_cache_free(mk_shm *s, mk_off off) {
     mk_off b = off - MK__TAGW;
     bool locked = mk__shm_local_enter(s);
     int rc = MK_ENOENT;
-    uint64_t span = cacheable_span(s, b);
+    mk__shm_cache *c = s->cache;
+    unsigned k = 0;
+    uint64_t span = cacheable_span(s, c, b, &k);
     if (span) {
-        mk__shm_cache *c = s->cache;
-        mk__shm_bin *bin = &c->bin[span / 16];
         if (mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b))
             rc = MK_EDOUBLEFREE;
         else
-            rc = make_room(s, c, bin, span);
-        if (rc == MK_OK) push(s, c, bin, span, b);
+            rc = make_room(s, c, k, span);
+        if (rc == MK_OK) push(s, c, k, span, b);
     }
     mk__shm_local_leave(s, locked);
     return rc;
@@ -435,12 +468,13 @@ int mk__shm_cache_detach_locked(mk_shm *s) {
     return rc;
 }
 
-/* Whether b is on bin (bounded walk; the lists of a dead process). */
-static bool listed(const mk_shm *s, const mk__shm_bin *bin, uint64_t span, mk_off b) {
-    mk_off x = bin->head;
+/* Whether b is on list k of span (bounded walk; the lists of a dead
+ * process). */
+static bool listed(const mk_shm *s, const mk__shm_cache *c, unsigned k, uint64_t span, mk_off b) {
+    mk_off x = c->bin[k][span / 16].head;
     for (uint64_t n = 0; x && n <= MK__SHM_CACHE_MAX_LEN; n++) {
         if (x == b) return true;
-        if (!cached_block(s, x, span)) return false;
+        if (!cached_block(s, c, k, x, span)) return false;
         x = mk__get(s->h, x + 8);
     }
     return false;
@@ -450,8 +484,9 @@ static bool listed(const mk_shm *s, const mk__shm_bin *bin, uint64_t span, mk_of
 static int reap_pending(mk_shm *s, mk__shm_cache *c) {
     mk__hdr *h = s->h;
     mk_off b = c->pending;
-    uint64_t span = cacheable_span(s, b);
-    bool mine = span && !listed(s, &c->bin[span / 16], span, b);
+    unsigned k = 0;
+    uint64_t span = cacheable_span(s, c, b, &k);
+    bool mine = span && !listed(s, c, k, span, b);
     mk__journal_begin(h, MK__OP_USER, MK__SOP_CACHE, b, 4);
     int rc = MK_OK;
     if (mine) {
@@ -461,6 +496,17 @@ static int reap_pending(mk_shm *s, mk__shm_cache *c) {
     mk__set(h, &c->pending, 0);
     mk__journal_end(h);
     return rc;
+}
+
+/* Every listed block of a dead process's table, freed; a damaged list is
+ * left where the damage starts (a leak, not a wild write). */
+static void reap_lists(mk_shm *s, mk__shm_cache *c) {
+    for (unsigned k = 0; k < MK__SHM_LISTS; k++)
+        for (uint64_t i = 2; i < MK__SHM_CACHE_BINS; i++) {
+            const mk__shm_bin *bin = &c->bin[k][i];
+            for (uint64_t n = 0; bin->head && n <= MK__SHM_CACHE_MAX_LEN; n++)
+                if (trim_one(s, c, k, i * 16) != MK_OK) break;
+        }
 }
 
 int mk__shm_cache_reap_locked(mk_shm *s, uint32_t i) {
@@ -476,34 +522,39 @@ int mk__shm_cache_reap_locked(mk_shm *s, uint32_t i) {
     }
     mk__shm_cache *c = (mk__shm_cache *)(void *)mk__word(h, t);
     int rc = reap_pending(s, c);
-    for (uint64_t k = 2; k < MK__SHM_CACHE_BINS && rc == MK_OK; k++) {
-        mk__shm_bin *bin = &c->bin[k];
-        for (uint64_t n = 0; bin->head && n <= MK__SHM_CACHE_MAX_LEN && rc == MK_OK; n++)
-            if (trim_one(s, c, bin, k * 16) != MK_OK) break; /* damaged list: leave the rest */
-    }
+    if (rc == MK_OK) reap_lists(s, c);
     return rc == MK_OK ? free_table(s, i, t) : rc;
 }
 
 /* ---- inspection ---------------------------------------------------------------------- */
 
+/* List k of span i * 16: every block checked, its count and bitmap bit. */
+static int check_list(mk_shm *s, const mk__shm_cache *c, unsigned k, uint64_t i, uint64_t *n,
+                      mk_fault *f) {
+    *n = 0;
+    for (mk_off x = c->bin[k][i].head; x; x = mk__get(s->h, x + 8), (*n)++) {
+        if (*n >= MK__SHM_CACHE_MAX_LEN || !cached_block(s, c, k, x, i * 16))
+            return mk__shm_fault(f, "cache: a listed block is not a cached block of its span", x);
+    }
+    if ((*n != 0) != (bool)(c->nonempty[k][i / 64] >> (i % 64) & 1))
+        return mk__shm_fault(f, "cache: non-empty bitmap differs from the lists",
+                             mk__offset_of(s->h, c));
+    if (*n != c->bin[k][i].count)
+        return mk__shm_fault(f, "cache: list length differs from its count",
+                             mk__offset_of(s->h, &c->bin[k][i]));
+    return MK_OK;
+}
+
 static int check_lists(mk_shm *s, const mk__shm_cache *c, mk_fault *f) {
     uint64_t blocks = 0, bytes = 0;
-    for (uint64_t k = 2; k < MK__SHM_CACHE_BINS; k++) {
-        uint64_t n = 0, span = k * 16;
-        for (mk_off x = c->bin[k].head; x; x = mk__get(s->h, x + 8), n++) {
-            if (n >= MK__SHM_CACHE_MAX_LEN || !cached_block(s, x, span))
-                return mk__shm_fault(f, "cache: a listed block is not a cached block of its span",
-                                     x);
+    for (unsigned k = 0; k < MK__SHM_LISTS; k++)
+        for (uint64_t i = 2; i < MK__SHM_CACHE_BINS; i++) {
+            uint64_t n = 0;
+            int rc = check_list(s, c, k, i, &n, f);
+            if (rc != MK_OK) return rc;
+            blocks += n;
+            bytes += n * i * 16;
         }
-        if ((n != 0) != (bool)(c->nonempty[k / 64] >> (k % 64) & 1))
-            return mk__shm_fault(f, "cache: non-empty bitmap differs from the lists",
-                                 mk__offset_of(s->h, c));
-        if (n != c->bin[k].count)
-            return mk__shm_fault(f, "cache: list length differs from its count",
-                                 mk__offset_of(s->h, &c->bin[k]));
-        blocks += n;
-        bytes += n * span;
-    }
     if (blocks != c->blocks || bytes != c->bytes || c->pending)
         return mk__shm_fault(f, "cache: totals differ from the lists", mk__offset_of(s->h, c));
     return MK_OK;

@@ -138,9 +138,7 @@ static int walk_one(const mk_block_info *bi, void *arg) {
         mk__shm_blk blk;
         if (mk__shm_classify(c->s->h, bi->offset, &blk) != MK_OK) return MK_ECORRUPT;
         b.kind = (mk_shm_block_kind)blk.kind;
-        if (blk.kind == MK_SHM_BLOCK_PLAIN && blk.span >= 32 &&
-            mk__get(c->s->h, blk.b + 16) == mk__shm_cookie(c->s->h, blk.b))
-            b.kind = MK_SHM_BLOCK_CACHED;
+        if (mk__shm_in_a_cache(c->s->h, &blk)) b.kind = MK_SHM_BLOCK_CACHED;
         if (blk.kind == MK_SHM_BLOCK_OWNED) {
             b.owner_slot = blk.slot;
             b.owner_gen = blk.gen;

@@ -76,12 +76,6 @@ int mk__shm_classify(const mk__hdr *h, mk_off off, mk__shm_blk *out) {
 
 /* ---- public operations -------------------------------------------------------------- */
 
-/* A plain block that some process's cache holds (freed already). */
-static bool in_a_cache(const mk__hdr *h, const mk__shm_blk *blk) {
-    return blk->kind == MK_SHM_BLOCK_PLAIN && blk->span >= 32 &&
-           mk__get(h, blk->b + 16) == mk__shm_cookie(h, blk->b);
-}
-
 /* Record a final allocation failure in the counters (its own operation). */
 static void count_failure(mk__hdr *h) {
     mk__journal_begin(h, MK__OP_USER, MK__SOP_FAILED, 0, 0);
@@ -109,8 +103,9 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
     if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
     bool owned = flags & MK_SHM_OWNED;
     /* The cache first: a small size and an alignment of at most 16 (a power
-     * of two, or 0) pass every check below, so they can wait for a miss. */
-    if (!owned && align <= MK__GRAIN && (align & (align - 1)) == 0) {
+     * of two, or 0) pass every check below, so they can wait for a miss
+     * (an observer, the one that may not own blocks, has no cache). */
+    if (align <= MK__GRAIN && (align & (align - 1)) == 0) {
         int rc = mk__shm_cache_alloc(s, size, flags, out);
         if (rc != MK_ENOENT) return rc;
     }
@@ -158,7 +153,7 @@ int mk_shm_free(mk_shm *s, mk_off off) {
     rc = mk__shm_classify(s->h, off, &blk);
     if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
         rc = MK_EBADOFF;
-    if (rc == MK_OK && in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
+    if (rc == MK_OK && mk__shm_in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
     if (rc == MK_OK) {
         mk__journal_begin(s->h, MK__OP_USER, MK__SOP_FREE, off, 0);
         rc = mk__region_free_op(s->h, blk.b);
@@ -189,7 +184,7 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
     rc = mk__shm_classify(h, off, &blk);
     if (rc == MK_OK && blk.kind != MK_SHM_BLOCK_PLAIN && blk.kind != MK_SHM_BLOCK_OWNED)
         rc = MK_EBADOFF;
-    if (rc == MK_OK && in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
+    if (rc == MK_OK && mk__shm_in_a_cache(s->h, &blk)) rc = MK_EDOUBLEFREE;
     if (rc == MK_OK) rc = mk__neighbours_ok(h, blk.b);
     uint64_t trailer = 0, need = size;
     if (rc == MK_OK && blk.kind == MK_SHM_BLOCK_OWNED) {

@@ -115,7 +115,8 @@ typedef struct mk__shm_ent {
 
 /* ---- per-process caches (cache.c) ----
  * A process's cache holds freed blocks of up to MK__SHM_CACHE_MAX_SPAN
- * bytes, one LIFO list per span (16-byte steps), so that its allocations
+ * bytes, one LIFO list per kind (plain, its own owned blocks) and span
+ * (16-byte steps), so that its allocations
  * and frees of small blocks take only its own handle's mutex. For the
  * engine a cached block is allocated; its first two payload words hold the
  * next block of its list and a cookie (mk__shm_cookie) that says "cached"
@@ -131,6 +132,13 @@ typedef struct mk__shm_ent {
     3 /* an allocation of span S may take a cached block of up to                                  \
          S + S / 2^3 bytes */
 
+/* The two kinds of lists: plain blocks, and blocks owned by the table's
+ * process (MK_SHM_OWNED: the USER bit and the owner's trailer word, kept
+ * while cached, so a cached owned block is still the owner's for a reclaim
+ * and its lists need no change of a header word another process may be
+ * writing under the lock). */
+enum { MK__SHM_PLAIN = 0, MK__SHM_OWNED_LIST = 1, MK__SHM_LISTS = 2 };
+
 typedef struct mk__shm_bin {
     mk_off head;    /* block offset (not payload) of the newest, 0 = empty */
     uint64_t count; /* blocks on the list */
@@ -144,8 +152,8 @@ typedef struct mk__shm_cache {
     uint64_t bytes; /* spans held */
     uint64_t blocks;
     uint64_t pad[2];
-    uint64_t nonempty[(MK__SHM_CACHE_BINS + 63) / 64]; /* bit i: bin[i].head != 0 */
-    mk__shm_bin bin[MK__SHM_CACHE_BINS];               /* index span / 16 */
+    uint64_t nonempty[MK__SHM_LISTS][(MK__SHM_CACHE_BINS + 63) / 64]; /* bit i: bin[k][i].head */
+    mk__shm_bin bin[MK__SHM_LISTS][MK__SHM_CACHE_BINS];               /* [kind][span / 16] */
 } mk__shm_cache;
 
 _Static_assert(sizeof(mk__shm_ent) % 16 == 0, "object data must stay 16-aligned");
@@ -169,7 +177,7 @@ struct mk_shm {
     /* Private hints of the cache's collection (cache.c): per list, its
      * fewest blocks since the last collection; frees left before the next
      * may run. Not in the segment: only the living owner uses them. */
-    uint16_t low[MK__SHM_CACHE_BINS];
+    uint16_t low[MK__SHM_LISTS][MK__SHM_CACHE_BINS];
     uint32_t gc_wait;
     /* Copies of words that never change after creation, for the paths every
      * allocation and free takes (the cache, the capacity check): the
@@ -218,6 +226,12 @@ static inline mk_off mk__shm_end_for(uint64_t size) {
  * does not carry it by chance. */
 static inline uint64_t mk__shm_cookie(const mk__hdr *h, mk_off b) {
     return ((b + 0x9E37) * UINT64_C(0xD6E8FEB86659FD93)) ^ h->secret ^ MK__SHM_CACHE_MG;
+}
+/* Whether a classified block is one that some process's cache holds (freed
+ * already): plain or owned, with the cookie. */
+static inline bool mk__shm_in_a_cache(const mk__hdr *h, const mk__shm_blk *blk) {
+    return (blk->kind == MK_SHM_BLOCK_PLAIN || blk->kind == MK_SHM_BLOCK_OWNED) &&
+           blk->span >= 32 && mk__get(h, blk->b + 16) == mk__shm_cookie(h, blk->b);
 }
 
 /* The handle's own lock (private memory, this process's threads only): a

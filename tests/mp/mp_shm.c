@@ -327,13 +327,36 @@ enum {
     OP_CACHE_REFILL,
     OP_CACHE_TRIM,
     OP_CACHE_COLLECT,
+    OP_CACHE_FREE_OWNED, /* the five above, with owned blocks (their own lists) */
+    OP_CACHE_ALLOC_OWNED,
+    OP_CACHE_REFILL_OWNED,
+    OP_CACHE_TRIM_OWNED,
+    OP_CACHE_COLLECT_OWNED,
     OP_COUNT
 };
-static const char *const op_names[OP_COUNT] = {
-    "alloc",        "alloc-aligned", "alloc-owned",     "alloc-grow",    "free",
-    "free-owned",   "realloc-move",  "realloc-inplace", "realloc-owned", "obj-create",
-    "obj-remove",   "attach",        "detach",          "cache-free",    "cache-alloc",
-    "cache-refill", "cache-trim",    "cache-collect"};
+static const char *const op_names[OP_COUNT] = {"alloc",
+                                               "alloc-aligned",
+                                               "alloc-owned",
+                                               "alloc-grow",
+                                               "free",
+                                               "free-owned",
+                                               "realloc-move",
+                                               "realloc-inplace",
+                                               "realloc-owned",
+                                               "obj-create",
+                                               "obj-remove",
+                                               "attach",
+                                               "detach",
+                                               "cache-free",
+                                               "cache-alloc",
+                                               "cache-refill",
+                                               "cache-trim",
+                                               "cache-collect",
+                                               "cache-free-own",
+                                               "cache-alloc-own",
+                                               "cache-refill-own",
+                                               "cache-trim-own",
+                                               "cache-collect-own"};
 
 /* The blocks a child holds, in a page shared with the parent: recorded
  * when an allocation returns, dropped when a free returns. */
@@ -354,8 +377,9 @@ static void dropped(mk_off o) {
     for (uint64_t i = 0; i < g_report->n; i++)
         if (g_report->off[i] == o) g_report->off[i] = 0;
 }
+static unsigned g_cache_flags; /* MK_SHM_OWNED for the owned variants */
 static void cache_alloc(mk_shm *s, size_t n, mk_off *o) {
-    CHECK(mk_shm_alloc(s, n, o), MK_OK);
+    CHECK(mk_shm_alloc_ex(s, n, 0, g_cache_flags, o), MK_OK);
     held(*o);
 }
 static void cache_free(mk_shm *s, mk_off o) {
@@ -366,7 +390,8 @@ static void cache_free(mk_shm *s, mk_off o) {
 static bool cache_op(int op) { return op >= OP_CACHE_FREE; }
 
 /* A cache at its budget with COLLECT_OLD blocks of spans 2016 and 2032 (8
- * each: a list keeps 16 KiB), with no room for a 3000-byte block, whose
+ * each: a list keeps 16 KiB; owned or not, the same spans), with no room
+ * for a 3000-byte block (span 3008, owned 3024), whose
  * next free of one collects (src/shm/cache.c): the first free over the
  * budget collects nothing (no low-water marks yet) and sends the next
  * GC_WAIT (64) to the heap, the one after collects. The caches' segments
@@ -441,6 +466,10 @@ static void crash_child(int op, uint64_t k) {
     }
     s = child_open();
     mk_off a = 0, n = 0, many[100];
+    if (op >= OP_CACHE_FREE_OWNED) { /* the same steps, with owned blocks */
+        op -= OP_CACHE_FREE_OWNED - OP_CACHE_FREE;
+        g_cache_flags = MK_SHM_OWNED;
+    }
     if (cache_op(op)) {
         switch (op) { /* preparation */
         case OP_CACHE_FREE:
@@ -544,7 +573,8 @@ static void crash_child(int op, uint64_t k) {
 }
 
 /* After a cache operation crashed: reclaim the dead child's cache; then
- * the heap holds the parent's bytes and the child's live blocks, no more. */
+ * the heap holds the parent's bytes and the child's live blocks, no more
+ * (its owned ones are reclaimed: no longer blocks, not counted). */
 static void nothing_lost(mk_shm *s, const mk_stats *before, const char *when) {
     CHECK(mk_shm_reclaim(s, NULL, NULL), MK_OK);
     uint64_t expect = before->bytes_used;
@@ -615,7 +645,7 @@ static int run_crash(mk_policy pol) {
             if (finished) break;
         }
         total += k;
-        printf("crash [%s] %-16s %3" PRIu64 " crash points\n", mk_policy_name(pol), op_names[op],
+        printf("crash [%s] %-17s %3" PRIu64 " crash points\n", mk_policy_name(pol), op_names[op],
                k - 1);
     }
     printf("crash [%s]: %" PRIu64 " runs, all repaired\n", mk_policy_name(pol), total);

@@ -830,6 +830,129 @@ static void test_cache_basics(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* What the walk says of one block. */
+typedef struct find_block {
+    mk_off off;
+    mk_shm_block found;
+} find_block;
+static int find_one(const mk_shm_block *b, void *arg) {
+    find_block *f = arg;
+    if (b->info.offset != f->off) return 0;
+    f->found = *b;
+    return 1;
+}
+static mk_shm_block block_at(mk_shm *s, mk_off off) {
+    find_block f = {.off = off};
+    assert_int_equal(mk_shm_walk(s, find_one, &f), 1);
+    return f.found;
+}
+
+/* A child that allocates n owned blocks, frees the first `freed` of them
+ * (its cache keeps them), and dies (SIGKILL) or closes. */
+static void owned_child(const char *name, int n, int freed, bool die) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_shm *c = NULL;
+        mk_off o[64];
+        if (n > 64 || mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
+        for (int i = 0; i < n; i++)
+            if (mk_shm_alloc_ex(c, 40 + (size_t)i * 24, 0, MK_SHM_OWNED, &o[i]) != MK_OK) _exit(11);
+        for (int i = 0; i < freed; i++)
+            if (mk_shm_free(c, o[i]) != MK_OK) _exit(12);
+        mk_shm_info in;
+        if (mk_shm_get_info(c, &in) != MK_OK || in.cached_blocks < (uint64_t)freed) _exit(13);
+        if (die) raise(SIGKILL);
+        _exit(mk_shm_close(c) == MK_OK ? 0 : 14);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (die)
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    else
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Owned blocks go through their owner's cache too, on lists of their own:
+ * they stay owned while cached (the owner word intact), plain allocations
+ * never get them nor owned ones plain blocks, another process's free of
+ * one takes the locked path, and a dead owner's cached owned blocks are
+ * freed by the reap, its live ones by the reclaim. */
+static void test_cache_owned(void **state) {
+    (void)state;
+    const char *name = nm("cache-owned");
+    mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_TLSF, 0);
+    mk_off a, b, p;
+    RC(mk_shm_alloc_ex(s, 100, 0, MK_SHM_OWNED, &a), MK_OK);
+    size_t u = 0;
+    RC(mk_shm_usable_size(s, a, &u), MK_OK);
+    assert_true(u >= 100);
+    mk_shm_block blk = block_at(s, a);
+    assert_int_equal(blk.kind, MK_SHM_BLOCK_OWNED);
+    assert_int_equal(blk.owner_slot, (uint32_t)s->slot);
+    mk_stats st0 = stats_of(s);
+    for (int i = 0; i < 1000; i++) {
+        fill(mk_shm_ptr(s, a), u, (uint64_t)i); /* all of it: the owner word is beyond */
+        RC(mk_shm_free(s, a), MK_OK);
+        assert_int_equal(block_at(s, a).kind, MK_SHM_BLOCK_CACHED);
+        RC(mk_shm_alloc_ex(s, 100, 0, MK_SHM_OWNED, &b), MK_OK);
+        assert_int_equal(b, a); /* the block just freed comes back first */
+        assert_int_equal(block_at(s, a).kind, MK_SHM_BLOCK_OWNED);
+    }
+    mk_stats st1 = stats_of(s);
+    assert_int_equal(st1.n_alloc, st0.n_alloc); /* no lock, no engine operation */
+    assert_int_equal(st1.n_free, st0.n_free);
+    valid(s);
+    /* The kinds do not mix: a plain allocation of the same size does not
+     * get the cached owned block, an owned one does not get a plain one. */
+    RC(mk_shm_free(s, a), MK_OK);
+    RC(mk_shm_alloc(s, 100, &p), MK_OK);
+    assert_true(p != a);
+    assert_int_equal(block_at(s, p).kind, MK_SHM_BLOCK_PLAIN);
+    RC(mk_shm_free(s, p), MK_OK);
+    RC(mk_shm_alloc_ex(s, 100, 0, MK_SHM_OWNED, &b), MK_OK);
+    assert_int_equal(b, a);
+    /* Double free, through the cache and through another handle. */
+    RC(mk_shm_free(s, a), MK_OK);
+    RC(mk_shm_free(s, a), MK_EDOUBLEFREE);
+    mk_shm *other = NULL;
+    RC(mk_shm_open(name, 0, &other), MK_OK);
+    RC(mk_shm_free(other, a), MK_EDOUBLEFREE);
+    /* MK_SHM_ZERO from the cache zeroes the payload, not the owner word. */
+    RC(mk_shm_alloc_ex(s, 100, 0, MK_SHM_OWNED | MK_SHM_ZERO, &b), MK_OK);
+    assert_int_equal(b, a);
+    for (size_t i = 0; i < u; i++) assert_int_equal(((unsigned char *)mk_shm_ptr(s, b))[i], 0);
+    assert_int_equal(block_at(s, b).kind, MK_SHM_BLOCK_OWNED);
+    valid(s);
+    /* Another process's free of our owned block: its cache does not take
+     * it (not its own), the locked path frees it. */
+    uint64_t theirs = info_of(other).cached_blocks;
+    mk_stats st2 = stats_of(s);
+    RC(mk_shm_free(other, b), MK_OK);
+    assert_int_equal(stats_of(s).n_free, st2.n_free + 1);
+    assert_int_equal(info_of(other).cached_blocks, theirs);
+    RC(mk_shm_close(other), MK_OK);
+    valid(s);
+    /* A dead owner: the reap frees its cached owned blocks, the reclaim
+     * its live ones; a closed owner's cached ones went at its close. */
+    RC(mk_shm_cache_flush(s), MK_OK);
+    mk_stats before = stats_of(s);
+    for (int die = 1; die >= 0; die--) {
+        owned_child(name, 50, 30, die);
+        uint64_t blocks = 0;
+        RC(mk_shm_reclaim(s, &blocks, NULL), MK_OK);
+        assert_int_equal(blocks, 20);
+        assert_int_equal(info_of(s).cached_blocks, 0);
+        mk_stats after = stats_of(s);
+        assert_int_equal(after.bytes_used, before.bytes_used);
+        assert_int_equal(after.blocks_used, before.blocks_used);
+        valid(s);
+    }
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* A damaged list gives MK_ECORRUPT and validate names it; no wild write. */
 static void test_cache_damage(void **state) {
     (void)state;
@@ -838,7 +961,7 @@ static void test_cache_damage(void **state) {
     mk_off a;
     RC(mk_shm_alloc(s, 200, &a), MK_OK);
     RC(mk_shm_free(s, a), MK_OK);
-    mk__shm_bin *bin = &s->cache->bin[mk__bspan(s->h, a - 8) / 16];
+    mk__shm_bin *bin = &s->cache->bin[MK__SHM_PLAIN][mk__bspan(s->h, a - 8) / 16];
     mk_off keep = bin->head;
     const mk_off bad[] = {12345, 8, s->h->size + 4096 + 8, a + 8, a + 32};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -902,7 +1025,7 @@ static void test_cache_header_damage(void **state) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         *hw = bad[i];
         RC(mk_shm_alloc(s, 200, &x), MK_ECORRUPT);
-        assert_int_equal(s->cache->bin[span / 16].head, a - 8); /* still listed */
+        assert_int_equal(s->cache->bin[MK__SHM_PLAIN][span / 16].head, a - 8); /* still listed */
         mk_fault f = {0};
         RC(mk_shm_validate(s, &f), MK_ECORRUPT);
     }
@@ -929,10 +1052,10 @@ static void test_cache_collect_damage(void **state) {
     for (int i = 0; i < 5; i++) RC(mk_shm_alloc(s, 200, &o[i]), MK_OK);
     RC(mk_shm_free(s, o[0]), MK_OK); /* four blocks of 208 cached: no room for a fifth */
     uint64_t i = mk__bspan(s->h, o[0] - 8) / 16;
-    mk__shm_bin *bin = &s->cache->bin[i];
+    mk__shm_bin *bin = &s->cache->bin[MK__SHM_PLAIN][i];
     assert_true(s->cache->bytes + 208 > cfg.cache_bytes);
-    s->gc_wait = 0;                   /* the next free over the budget collects, */
-    s->low[i] = (uint16_t)bin->count; /* and this list's blocks are all cold */
+    s->gc_wait = 0;                                  /* the next free over the budget collects, */
+    s->low[MK__SHM_PLAIN][i] = (uint16_t)bin->count; /* and this list's blocks are all cold */
     mk_off keep = bin->head;
     bin->head = 12345;
     mk_stats before = stats_of(s);
@@ -1104,7 +1227,7 @@ static void test_cache_refill_full_list(void **state) {
     enum { N = 1100 };
     static mk_off o[N];
     for (int i = 0; i < N; i++) RC(mk_shm_alloc(s, 100, &o[i]), MK_OK); /* span 112 */
-    mk__shm_bin *full = &s->cache->bin[112 / 16];
+    mk__shm_bin *full = &s->cache->bin[MK__SHM_PLAIN][112 / 16];
     int i = 0;
     while (i < N && full->count < MK__SHM_CACHE_MAX_LEN) RC(mk_shm_free(s, o[i++]), MK_OK);
     assert_int_equal(full->count, MK__SHM_CACHE_MAX_LEN);
@@ -1112,7 +1235,7 @@ static void test_cache_refill_full_list(void **state) {
     mk_off w[3];
     for (int k = 0; k < 3; k++) RC(mk_shm_alloc_ex(s, 96, 0, MK_SHM_OWNED, &w[k]), MK_OK);
     RC(mk_shm_free(s, w[1]), MK_OK);
-    assert_int_equal(s->cache->bin[96 / 16].count, 0);
+    assert_int_equal(s->cache->bin[MK__SHM_PLAIN][96 / 16].count, 0);
     mk_off x;
     RC(mk_shm_alloc(s, 88, &x), MK_OK); /* span 96 */
     assert_true(full->count <= MK__SHM_CACHE_MAX_LEN);
@@ -1143,7 +1266,7 @@ static void check_list_cap(size_t budget, size_t size, uint64_t span, uint64_t c
     size_t got = 0;
     RC(mk_shm_usable_size(s, o[0], &got), MK_OK);
     assert_int_equal(got + MK__TAGW, span);
-    mk__shm_bin *bin = &s->cache->bin[span / 16];
+    mk__shm_bin *bin = &s->cache->bin[MK__SHM_PLAIN][span / 16];
     uint64_t want = bin->count; /* a refill's extra blocks */
     assert_true(want < cap);
     for (int i = 0; i < N; i++) {
@@ -1309,6 +1432,7 @@ int main(void) {
         cmocka_unit_test(test_owned_reclaim),
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_cache_basics),
+        cmocka_unit_test(test_cache_owned),
         cmocka_unit_test(test_cache_default_budget),
         cmocka_unit_test(test_cache_damage),
         cmocka_unit_test(test_cache_header_damage),

@@ -514,22 +514,54 @@ static void reattach(session *ss) {
 
 /* ---- the operations of each type ----------------------------------------------- */
 
-static void op_spsc(session *ss, script *s, unsigned op) {
-    mk_spsc *q = ss->h.spsc;
+/* The calls the queue steps make, the same for SPSC and MPMC queues. */
+typedef struct queue_calls {
+    int (*try_push)(void *q, const void *in);
+    int (*push_wait)(void *q, const void *in, int64_t timeout);
+    int (*try_pop)(void *q, void *out);
+    int (*pop_wait)(void *q, void *out, int64_t timeout);
+    size_t (*size)(const void *q);
+    size_t (*capacity)(const void *q);
+} queue_calls;
+
+static int spsc_try_push(void *q, const void *in) { return mk_spsc_try_push(q, in); }
+static int spsc_push_wait(void *q, const void *in, int64_t t) {
+    return mk_spsc_push_wait(q, in, t);
+}
+static int spsc_try_pop(void *q, void *out) { return mk_spsc_try_pop(q, out); }
+static int spsc_pop_wait(void *q, void *out, int64_t t) { return mk_spsc_pop_wait(q, out, t); }
+static size_t spsc_size(const void *q) { return mk_spsc_size(q); }
+static size_t spsc_capacity(const void *q) { return mk_spsc_capacity(q); }
+static const queue_calls spsc_calls = {spsc_try_push, spsc_push_wait, spsc_try_pop,
+                                       spsc_pop_wait, spsc_size,      spsc_capacity};
+
+static int mpmc_try_push(void *q, const void *in) { return mk_mpmc_try_push(q, in); }
+static int mpmc_push_wait(void *q, const void *in, int64_t t) {
+    return mk_mpmc_push_wait(q, in, t);
+}
+static int mpmc_try_pop(void *q, void *out) { return mk_mpmc_try_pop(q, out); }
+static int mpmc_pop_wait(void *q, void *out, int64_t t) { return mk_mpmc_pop_wait(q, out, t); }
+static size_t mpmc_size(const void *q) { return mk_mpmc_size(q); }
+static size_t mpmc_capacity(const void *q) { return mk_mpmc_capacity(q); }
+static const queue_calls mpmc_calls = {mpmc_try_push, mpmc_push_wait, mpmc_try_pop,
+                                       mpmc_pop_wait, mpmc_size,      mpmc_capacity};
+
+/* Steps 0..5 of a queue: push (try, timed), pop (try, try, timed), size. */
+static void queue_step(session *ss, script *s, unsigned step, void *q, const queue_calls *c) {
     unsigned char *out = ss->one.raw + GUARD;
     int rc;
-    switch (op % 7) {
+    switch (step) {
     case 0:
     case 1: { /* push, try or timed */
         unsigned char *in = malloc(ss->elem);
         BUG(in != NULL);
         memset(in, (int)next8(s), ss->elem);
-        if (op % 7 == 0) {
-            rc = mk_spsc_try_push(q, in);
+        if (step == 0) {
+            rc = c->try_push(q, in);
             BUG(rc == MK_OK || rc == MK_EFULL);
         } else {
             int64_t t = next_timeout(s), t0 = now_ns();
-            rc = mk_spsc_push_wait(q, in, t);
+            rc = c->push_wait(q, in, t);
             wait_done(rc, t, t0);
         }
         free(in);
@@ -539,75 +571,40 @@ static void op_spsc(session *ss, script *s, unsigned op) {
     case 3:
     case 4: /* pop, try or timed */
         gb_refill(&ss->one);
-        if (op % 7 != 4) {
-            rc = mk_spsc_try_pop(q, out);
+        if (step != 4) {
+            rc = c->try_pop(q, out);
             BUG(rc == MK_OK || rc == MK_EEMPTY);
         } else {
             int64_t t = next_timeout(s), t0 = now_ns();
-            rc = mk_spsc_pop_wait(q, out, t);
+            rc = c->pop_wait(q, out, t);
             wait_done(rc, t, t0);
         }
         gb_check(&ss->one);
         if (rc == MK_OK) BUG(in_slots(ss, out));
         break;
-    case 5:
-        BUG(mk_spsc_size(q) <= ss->cap && mk_spsc_capacity(q) == ss->cap);
-        break;
     default:
-        reattach(ss);
+        BUG(c->size(q) <= ss->cap && c->capacity(q) == ss->cap);
         break;
     }
 }
 
+static void op_spsc(session *ss, script *s, unsigned op) {
+    if (op % 7 < 6)
+        queue_step(ss, s, op % 7, ss->h.spsc, &spsc_calls);
+    else
+        reattach(ss);
+}
+
 static void op_mpmc(session *ss, script *s, unsigned op) {
-    mk_mpmc *q = ss->h.mpmc;
-    unsigned char *out = ss->one.raw + GUARD;
-    int rc;
-    switch (op % 8) {
-    case 0:
-    case 1: { /* push, try or timed */
-        unsigned char *in = malloc(ss->elem);
-        BUG(in != NULL);
-        memset(in, (int)next8(s), ss->elem);
-        if (op % 8 == 0) {
-            rc = mk_mpmc_try_push(q, in);
-            BUG(rc == MK_OK || rc == MK_EFULL);
-        } else {
-            int64_t t = next_timeout(s), t0 = now_ns();
-            rc = mk_mpmc_push_wait(q, in, t);
-            wait_done(rc, t, t0);
-        }
-        free(in);
-        break;
-    }
-    case 2:
-    case 3:
-    case 4: /* pop, try or timed */
-        gb_refill(&ss->one);
-        if (op % 8 != 4) {
-            rc = mk_mpmc_try_pop(q, out);
-            BUG(rc == MK_OK || rc == MK_EEMPTY);
-        } else {
-            int64_t t = next_timeout(s), t0 = now_ns();
-            rc = mk_mpmc_pop_wait(q, out, t);
-            wait_done(rc, t, t0);
-        }
-        gb_check(&ss->one);
-        if (rc == MK_OK) BUG(in_slots(ss, out));
-        break;
-    case 5:
-        BUG(mk_mpmc_size(q) <= ss->cap && mk_mpmc_capacity(q) == ss->cap);
-        break;
-    case 6: { /* repair: each cell at most once per pass */
+    if (op % 8 < 6) {
+        queue_step(ss, s, op % 8, ss->h.mpmc, &mpmc_calls);
+    } else if (op % 8 == 6) { /* repair: each cell at most once per pass */
         size_t n = SIZE_MAX;
-        rc = mk_mpmc_repair(q, (next8(s) & 1) ? &n : NULL);
+        int rc = mk_mpmc_repair(ss->h.mpmc, (next8(s) & 1) ? &n : NULL);
         BUG(rc == MK_OK || rc == MK_ECORRUPT);
         if (rc == MK_OK && n != SIZE_MAX) BUG(n <= 2 * ss->cap);
-        break;
-    }
-    default:
+    } else {
         reattach(ss);
-        break;
     }
 }
 

@@ -114,6 +114,18 @@ static void segment(void) {
     for (int i = 0; i < 64; i++) CHECK(mk_shm_free(i % 2 ? s : t, o[i]), MK_OK);
     CHECK(mk_shm_free(s, o[0]), MK_EDOUBLEFREE);
     CHECK(mk_shm_free(s, big), MK_OK);
+    /* owned blocks through the owner's cache: the one just freed comes
+     * back, still owned (the other handle's reclaim leaves it alone) */
+    mk_off own, again;
+    CHECK(mk_shm_alloc_ex(s, 200, 0, MK_SHM_OWNED, &own), MK_OK);
+    CHECK(mk_shm_free(s, own), MK_OK);
+    CHECK(mk_shm_alloc_ex(s, 200, 0, MK_SHM_OWNED, &again), MK_OK);
+    HOLDS(again == own);
+    uint64_t reclaimed = 1;
+    CHECK(mk_shm_reclaim(t, &reclaimed, NULL), MK_OK);
+    HOLDS(reclaimed == 0);
+    CHECK(mk_shm_free(t, own), MK_OK); /* another handle's free: the locked path */
+    CHECK(mk_shm_free(s, own), MK_EDOUBLEFREE);
     /* the directory, and a queue found by name from the other handle */
     mk_off obj;
     int created = 0;
@@ -738,7 +750,8 @@ int main(int argc, char **argv) {
     lone_holder_dies(argv[0]);
     crashes(argv[0]);
     if (failures) return 1;
-    printf("win_smoke: region, shared segment (two handles, growth, cache, directory, SPSC "
+    printf("win_smoke: region, shared segment (two handles, growth, cache, owned blocks, "
+           "directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
            "two handles with one closed; a damaged lock refused; a relock refused; a segment and a "
            "file of one name with two locks), growth in "

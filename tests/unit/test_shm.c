@@ -1341,7 +1341,8 @@ static void test_cache_random(void **state) {
  * (mk__os_single_threaded); here it has five, so every operation must take
  * it, or the lists break (a block handed to two threads, a lost block) and
  * ThreadSanitizer reports the race. Each thread allocates, fills, checks
- * and frees its own blocks, sizes through the cached range and beyond. */
+ * and frees its own blocks, sizes through the cached range and beyond,
+ * plain blocks in two threads and owned ones in the other two. */
 enum { TH_N = 4, TH_LIVE = 64, TH_OPS = 20000 };
 typedef struct th_arg {
     mk_shm *s;
@@ -1364,7 +1365,8 @@ static void *th_body(void *p) {
             off[i] = 0;
         } else {
             len[i] = (size_t)(x >> 20) % 5000 + 1;
-            if (mk_shm_alloc(a->s, len[i], &off[i]) != MK_OK)
+            unsigned flags = a->id & 1 ? MK_SHM_OWNED : 0; /* both kinds of lists */
+            if (mk_shm_alloc_ex(a->s, len[i], 0, flags, &off[i]) != MK_OK)
                 a->err = 3;
             else
                 fill(mk_shm_ptr(a->s, off[i]), len[i], seed + len[i]);

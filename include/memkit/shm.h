@@ -29,7 +29,15 @@
  * Buddy segments cannot grow (their max_size must equal their size).
  *
  * Threads and fork. A handle may be used by several threads of one process
- * at once. It must not be used after fork() in the child: a child opens the
+ * at once; they share its cache of small blocks under its mutex, so two
+ * threads busy on one handle get about a tenth of one thread's throughput
+ * (each operation waits for the other's and moves the cache's lines between
+ * the cores). Threads that allocate often should each open a handle of
+ * their own: each gets its own cache and process-table slot, as another
+ * process would, and two threads then scale as two processes do
+ * (bench-shm-threads, docs/BENCHMARKS.md). Owned blocks belong to the
+ * handle that allocated them: closing it leaves them to mk_shm_reclaim().
+ * A handle must not be used after fork() in the child: a child opens the
  * segment itself (mk_shm_close() in a forked child only unmaps, it never
  * detaches the parent).
  *

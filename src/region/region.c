@@ -32,8 +32,7 @@ int mk_policy_from_name(const char *name, mk_policy *out) {
 
 static uint64_t round_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1); }
 
-/* A hash of everything two builds must agree on to share a region. */
-static uint64_t layout_signature(void) {
+uint64_t mk__layout_signature(void) {
     const uint64_t facts[] = {
         sizeof(mk__hdr),
         offsetof(mk__hdr, c),
@@ -123,7 +122,7 @@ int mk_region_create(void *base, size_t size, mk_policy policy, unsigned flags, 
     memset(h, 0, (size_t)l.data_start);
     h->version = MK__VERSION;
     h->hdr_size = sizeof(mk__hdr);
-    h->signature = layout_signature();
+    h->signature = mk__layout_signature();
     h->size = size;
     h->policy = (uint32_t)policy;
     h->flags = flags;
@@ -161,7 +160,7 @@ int mk_region_attach(void *base, size_t mapped, mk_region **out) {
     const mk__hdr *h = (const mk__hdr *)base;
     if (h->magic != MK__MAGIC) return MK_EBADMAGIC;
     if (h->version != MK__VERSION) return MK_EVERSION;
-    if (h->signature != layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
+    if (h->signature != mk__layout_signature() || h->hdr_size != sizeof(mk__hdr)) return MK_ELAYOUT;
     if (h->size > mapped) return MK_ETRUNCATED;
     if (!mk__layout_ok(h)) return MK_ECORRUPT;
     if (h->journal_off) {

@@ -288,6 +288,9 @@ static inline bool mk__hdr_ok(const mk__hdr *h) {
 /* The full layout check (region.c): every offset in the header where this
  * build puts it. Attach, validate and recovery use it. */
 bool mk__layout_ok(const mk__hdr *h);
+/* A hash of everything two builds must agree on to share a region (the
+ * header's signature word). */
+uint64_t mk__layout_signature(void);
 
 static inline mk_off mk__offset_of(const mk__hdr *h, const void *p) {
     return (mk_off)((const char *)p - (const char *)h);

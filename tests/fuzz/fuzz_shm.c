@@ -17,6 +17,10 @@
  *                 (hostile mode, the default; see below)
  *          bit 4: the image is sparse (below)
  *          bit 5: also dump the segment (to /dev/null)
+ *          bit 6: the image gets this build's layout signatures (region and
+ *                 segment) before open: a recorded input stays an input
+ *                 for the heap, not for the refusal at open, across layout
+ *                 changes (the committed regression inputs set it)
  *
  * Without bit 0 the file is as long as the header's size field says (at
  * most MAX_FILE bytes). A plain image gives its first L - T bytes to the
@@ -649,6 +653,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             return 0;
         memcpy(g_file + offsetof(mk__hdr, lock), (ctl & 2) ? g_lock_dead : g_lock_fresh,
                MK__OS_MUTEX_BYTES);
+        if (ctl & 64) {
+            uint64_t sig = mk__layout_signature(), shm_sig = mk__shm_layout_sig();
+            memcpy(g_file + offsetof(mk__hdr, signature), &sig, 8);
+            memcpy(g_file + offsetof(mk__hdr, user) + 8 * MK__U_SIG, &shm_sig, 8);
+        }
     }
     write_file(flen);
 

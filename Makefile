@@ -9,7 +9,8 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build run run-pools check check-release check-debug check-asan check-tsan fuzz \
         check-windows \
-        bench bench-deps bench-policies bench-shm bench-ipc bench-malloc format format-check clean
+        bench bench-deps bench-policies bench-shm bench-shm-threads bench-ipc bench-malloc format \
+        format-check clean
 
 all: build
 
@@ -63,7 +64,7 @@ fuzz:
 
 # Every benchmark, peers in the same run (docs/BENCHMARKS.md). Long: about
 # half an hour on 2 cores. One at a time: make bench-policies, bench-shm, ...
-bench: bench-policies bench-shm bench-ipc bench-malloc
+bench: bench-policies bench-shm bench-shm-threads bench-ipc bench-malloc
 
 bench-deps:
 	@scripts/install-deps --bench
@@ -73,6 +74,9 @@ bench-policies: build
 
 bench-shm: build
 	./build/bin/bench-shm --seed $(SEED)
+
+bench-shm-threads: build
+	./build/bin/bench-shm-threads --runs 5
 
 bench-ipc: build
 	./build/bin/bench-ipc --runs 5

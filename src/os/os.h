@@ -313,6 +313,15 @@ static inline void mk__os_cpu_relax(void) {
 #endif
 }
 
+/* How long a lock spins before it sleeps: up to MK__OS_SPINS rounds of
+ * mk__os_spin_round (8 pauses), a few microseconds: longer than the short
+ * sections the spinning locks guard (the segment lock: posix.c; a shared
+ * heap handle's mutex: src/shm), shorter than a sleep and a wake-up. */
+#define MK__OS_SPINS 256
+static inline void mk__os_spin_round(void) {
+    for (int k = 0; k < 8; k++) mk__os_cpu_relax();
+}
+
 /* ---- process heap support (src/heap) --------------------------------------
  * None of these calls malloc, so the process heap may use them while it is
  * itself the process's malloc (LD_PRELOAD). */

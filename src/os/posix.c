@@ -428,17 +428,16 @@ static int mk_trylock(pthread_mutex_t *pm) {
  * bench-shm with 2 processes, 1.2 sleeps per 1000 operations without the
  * spin, 0.02 with it, and 114 instead of 159 ns per operation). The spin
  * reads glibc's lock word and tries the lock when it reads free. */
-#define MK_MUTEX_SPINS 256
 
 int mk__os_mutex_lock(mk__os_mutex *m) {
     pthread_mutex_t *pm = mk_pm(m);
 #ifdef __GLIBC__
-    for (int i = 0; i < MK_MUTEX_SPINS; i++) {
+    for (int i = 0; i < MK__OS_SPINS; i++) {
         if (__atomic_load_n(&pm->__data.__lock, __ATOMIC_RELAXED) == 0) {
             int e = mk_trylock(pm);
             if (e != EBUSY) return mk_mutex_err(e);
         }
-        for (int k = 0; k < 8; k++) mk__os_cpu_relax();
+        mk__os_spin_round();
     }
 #endif
     return mk_mutex_err(pthread_mutex_lock(pm));

@@ -207,22 +207,24 @@ int mk__check_align(size_t *align) {
     return MK_OK;
 }
 
+/* mk_region_walk visitor: 0 while the block ends at or before *arg, then
+ * 1 if a block starts at *arg, 2 if *arg is inside one. */
+static int find_place(const mk_block_info *bi, void *arg) {
+    mk_off blk = *(const mk_off *)arg, b = bi->offset - MK__TAGW;
+    if (b + bi->span <= blk) return 0;
+    return b == blk ? 1 : 2;
+}
+
 /* A word at blk passed its check tag with a span that cannot be. One
  * random word in 2^16 passes (the tag has 16 bits): a stale offset, into a
  * block freed and merged, finds such words in the free block's links and
  * old data (a double free gave MK_ECORRUPT about once in 80,000). So walk
- * the blocks from the first, on this error path only: if blk is inside a
- * block, the caller's offset is wrong (MK_EBADOFF); if a block starts at
- * blk, or the walk meets damage first, the heap is damaged. */
+ * the blocks, on this error path only: if blk is inside a block, the
+ * caller's offset is wrong (MK_EBADOFF); if a block starts at blk, or the
+ * walk meets damage first, the heap is damaged. */
 static int stale_or_damaged(const mk__hdr *h, mk_off blk) {
-    mk_off b = h->data_start;
-    while (b < blk) {
-        uint64_t w = mk__get(h, b), span = mk__span(w);
-        if (!mk__tag_ok(h, b, w) || span < mk__ops(h)->min_span || span > h->data_end - b)
-            return MK_ECORRUPT;
-        b += span;
-    }
-    return b == blk ? MK_ECORRUPT : MK_EBADOFF;
+    int rc = mk_region_walk((const mk_region *)(const void *)h, find_place, &blk);
+    return rc == 2 ? MK_EBADOFF : MK_ECORRUPT;
 }
 
 /* Is off the payload of a live block? Sets *b to its block. The header

@@ -125,15 +125,16 @@ static inline uint64_t owner_of(const mk__shm_cache *c) {
 }
 
 /* b is a used block of span (at least 32), inside this process's mapping,
- * of list kind k: plain, or owned with the trailer word owner. */
-static bool block_of(const mk_shm *s, mk_off b, uint64_t span, unsigned k, uint64_t owner) {
+ * of list kind k of table c: plain, or owned by c's process (its owner
+ * word read, and c's, only then: a plain free need not pay for them). */
+static bool block_of(const mk_shm *s, const mk__shm_cache *c, mk_off b, uint64_t span, unsigned k) {
     const mk__hdr *h = s->h;
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || span > mapped - b) return false;
     uint64_t w = mk__get(h, b);
     if (!mk__tag_ok(h, b, w) || (w & MK__F_FREE) || mk__span(w) != span) return false;
     if (k == MK__SHM_PLAIN) return !(w & MK__F_USER);
-    return (w & MK__F_USER) && mk__get(h, b + span - 8) == owner;
+    return (w & MK__F_USER) && mk__get(h, b + span - 8) == owner_of(c);
 }
 
 /* The span of the block at b if it is a block table c's lists take (plain,
@@ -146,15 +147,14 @@ static uint64_t cacheable_span(const mk_shm *s, const mk__shm_cache *c, mk_off b
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || mapped - b < 24) return 0;
     uint64_t w = mk__get(s->h, b), span = mk__span(w);
     *k = w & MK__F_USER ? MK__SHM_OWNED_LIST : MK__SHM_PLAIN;
-    if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !block_of(s, b, span, *k, owner_of(c)))
-        return 0;
+    if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !block_of(s, c, b, span, *k)) return 0;
     return span;
 }
 
 /* A cached block: of its list's kind and span, with the cookie. */
 static bool cached_block(const mk_shm *s, const mk__shm_cache *c, unsigned k, mk_off b,
                          uint64_t span) {
-    return block_of(s, b, span, k, owner_of(c)) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
+    return block_of(s, c, b, span, k) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
 }
 
 static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {

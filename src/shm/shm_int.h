@@ -236,31 +236,15 @@ static inline bool mk__shm_in_a_cache(const mk__hdr *h, const mk__shm_blk *blk) 
 
 /* The handle's own lock (private memory, this process's threads only): a
  * futex lock of three states, so that the uncontended case is one CAS and
- * one exchange, with no system call, and a waiter sleeps. */
-#define MK__SHM_LOCAL_SPINS 256 /* reads of a held lock before sleeping (as MK_MUTEX_SPINS) */
+ * one exchange, with no system call, and a waiter sleeps. The contended
+ * path (a spin, then sleeps) is out of line: the cache's paths inline the
+ * lock. */
+void mk__shm_local_lock_slow(mk_shm *s);
 static inline void mk__shm_local_lock(mk_shm *s) {
     uint32_t c = 0;
-    if (atomic_compare_exchange_strong_explicit(&s->local, &c, 1, memory_order_acquire,
-                                                memory_order_relaxed))
-        return;
-    /* Held: the holder is most likely in a cache operation of a few dozen
-     * nanoseconds, far shorter than a sleep and a wake-up (two system
-     * calls and a context switch). Without this spin two threads busy on
-     * one handle slept on nearly every operation: about 1 us each. */
-    for (int i = 0; i < MK__SHM_LOCAL_SPINS; i++) {
-        for (int k = 0; k < 8; k++) mk__os_cpu_relax();
-        c = 0;
-        if (atomic_load_explicit(&s->local, memory_order_relaxed) == 0 &&
-            atomic_compare_exchange_strong_explicit(&s->local, &c, 1, memory_order_acquire,
-                                                    memory_order_relaxed))
-            return;
-    }
-    c = atomic_load_explicit(&s->local, memory_order_relaxed);
-    if (c != 2) c = atomic_exchange_explicit(&s->local, 2, memory_order_acquire);
-    while (c != 0) {
-        mk__os_wait32((const uint32_t *)(const void *)&s->local, 2, -1, false);
-        c = atomic_exchange_explicit(&s->local, 2, memory_order_acquire);
-    }
+    if (!atomic_compare_exchange_strong_explicit(&s->local, &c, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        mk__shm_local_lock_slow(s);
 }
 static inline void mk__shm_local_unlock(mk_shm *s) {
     if (atomic_exchange_explicit(&s->local, 0, memory_order_release) == 2)

@@ -647,6 +647,33 @@ static int count_owned(const mk_shm_block *b, void *arg) {
     return 0;
 }
 
+/* A child that allocates n owned blocks, frees the first `freed` of them
+ * (its cache keeps them), and dies (SIGKILL) or closes. */
+static void owned_child(const char *name, int n, int freed, bool die) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_shm *c = NULL;
+        mk_off o[64];
+        if (n > 64 || mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
+        for (int i = 0; i < n; i++)
+            if (mk_shm_alloc_ex(c, 40 + (size_t)i * 24, 0, MK_SHM_OWNED, &o[i]) != MK_OK) _exit(11);
+        for (int i = 0; i < freed; i++)
+            if (mk_shm_free(c, o[i]) != MK_OK) _exit(12);
+        mk_shm_info in;
+        if (mk_shm_get_info(c, &in) != MK_OK || in.cached_blocks < (uint64_t)freed) _exit(13);
+        if (die) raise(SIGKILL);
+        _exit(mk_shm_close(c) == MK_OK ? 0 : 14);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (die)
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    else
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 static void test_owned_reclaim(void **state) {
     (void)state;
     const char *name = nm("owned");
@@ -669,29 +696,10 @@ static void test_owned_reclaim(void **state) {
     valid(s);
     mk_stats before;
     RC(mk_shm_stats(s, &before), MK_OK);
-    /* A child allocates owned and plain blocks and dies without freeing;
+    /* A child allocates 25 owned blocks and dies without freeing them;
      * another closes properly but leaves its owned blocks behind. */
     for (int mode = 0; mode < 2; mode++) {
-        fflush(NULL);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            mk_shm *c = NULL;
-            if (mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
-            mk_off o;
-            for (int i = 0; i < 25; i++)
-                if (mk_shm_alloc_ex(c, 100 + (size_t)i * 10, 0, MK_SHM_OWNED, &o) != MK_OK)
-                    _exit(11);
-            if (mode == 0) raise(SIGKILL);
-            mk_shm_close(c);
-            _exit(0);
-        }
-        int st = 0;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        if (mode == 0)
-            assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-        else
-            assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        owned_child(name, 25, 0, mode == 0);
         int owned = 0;
         RC(mk_shm_walk(s, count_owned, &owned), 0);
         assert_int_equal(owned, 35);
@@ -701,7 +709,7 @@ static void test_owned_reclaim(void **state) {
         uint64_t blocks = 0, bytes = 0;
         RC(mk_shm_reclaim(s, &blocks, &bytes), MK_OK);
         assert_int_equal(blocks, 25);
-        assert_true(bytes >= 25 * 100);
+        assert_true(bytes >= 25 * 40 + 24 * 300); /* the child's sizes, 40 + 24 i */
         RC(mk_shm_get_info(s, &in), MK_OK);
         assert_int_equal(in.attached, 1);
         owned = 0;
@@ -845,33 +853,6 @@ static mk_shm_block block_at(mk_shm *s, mk_off off) {
     find_block f = {.off = off};
     assert_int_equal(mk_shm_walk(s, find_one, &f), 1);
     return f.found;
-}
-
-/* A child that allocates n owned blocks, frees the first `freed` of them
- * (its cache keeps them), and dies (SIGKILL) or closes. */
-static void owned_child(const char *name, int n, int freed, bool die) {
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        mk_shm *c = NULL;
-        mk_off o[64];
-        if (n > 64 || mk_shm_open(name, 0, &c) != MK_OK) _exit(10);
-        for (int i = 0; i < n; i++)
-            if (mk_shm_alloc_ex(c, 40 + (size_t)i * 24, 0, MK_SHM_OWNED, &o[i]) != MK_OK) _exit(11);
-        for (int i = 0; i < freed; i++)
-            if (mk_shm_free(c, o[i]) != MK_OK) _exit(12);
-        mk_shm_info in;
-        if (mk_shm_get_info(c, &in) != MK_OK || in.cached_blocks < (uint64_t)freed) _exit(13);
-        if (die) raise(SIGKILL);
-        _exit(mk_shm_close(c) == MK_OK ? 0 : 14);
-    }
-    int st = 0;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (die)
-        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-    else
-        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* Owned blocks go through their owner's cache too, on lists of their own:
@@ -1231,14 +1212,21 @@ static void test_cache_refill_full_list(void **state) {
     int i = 0;
     while (i < N && full->count < MK__SHM_CACHE_MAX_LEN) RC(mk_shm_free(s, o[i++]), MK_OK);
     assert_int_equal(full->count, MK__SHM_CACHE_MAX_LEN);
-    /* A hole of span 112 between used blocks: owned blocks bypass the cache. */
+    /* A hole of span 112 between used blocks: owned blocks, the middle one
+     * freed by another handle, whose cache does not take our owned blocks. */
     mk_off w[3];
     for (int k = 0; k < 3; k++) RC(mk_shm_alloc_ex(s, 96, 0, MK_SHM_OWNED, &w[k]), MK_OK);
-    RC(mk_shm_free(s, w[1]), MK_OK);
+    mk_shm *other = NULL;
+    RC(mk_shm_open(name, 0, &other), MK_OK);
+    RC(mk_shm_free(other, w[1]), MK_OK);
+    RC(mk_shm_close(other), MK_OK);
     assert_int_equal(s->cache->bin[MK__SHM_PLAIN][96 / 16].count, 0);
     mk_off x;
     RC(mk_shm_alloc(s, 88, &x), MK_OK); /* span 96 */
     assert_true(full->count <= MK__SHM_CACHE_MAX_LEN);
+    /* The refill got the hole whole, gave it back (its list full), and the
+     * locked path handed it to the caller. */
+    assert_int_equal(x, w[1]);
     valid(s);
     RC(mk_shm_free(s, x), MK_OK);
     RC(mk_shm_free(s, w[0]), MK_OK);

@@ -61,6 +61,8 @@ fuzz:
 	    -DMK_BUILD_TESTS=OFF -DMK_BUILD_BENCH=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
 	$(CMAKE) --build build-fuzz -j $(JOBS)
 	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
+	@# The committed fuzz_shm regression inputs must still reach the heap.
+	set -o pipefail; MK_FUZZ_SHM_REACH=1 build-fuzz/bin/fuzz_shm tests/fuzz/corpus/fuzz_shm/* 2>&1 | tail -n 3
 
 # Every benchmark, peers in the same run (docs/BENCHMARKS.md). Long: about
 # half an hour on 2 cores. One at a time: make bench-policies, bench-shm, ...

@@ -20,7 +20,11 @@
  *          bit 6: the image gets this build's layout signatures (region and
  *                 segment) before open: a recorded input stays an input
  *                 for the heap, not for the refusal at open, across layout
- *                 changes (the committed regression inputs set it)
+ *                 changes (the committed regression inputs set it;
+ *                 with MK_FUZZ_SHM_REACH=1 such an input must open, which
+ *                 `make fuzz` checks on them, so a layout change that the
+ *                 re-signing misses fails there instead of turning them
+ *                 silently into inputs for the refusal)
  *
  * Without bit 0 the file is as long as the header's size field says (at
  * most MAX_FILE bytes). A plain image gives its first L - T bytes to the
@@ -119,6 +123,7 @@ static unsigned char *g_file; /* the file's bytes, built per input */
 static FILE *g_null;
 static bool g_hostile; /* unless MK_FUZZ_SHM_HOSTILE=0: ctl bit 3, scribbles */
 static bool g_trace;   /* MK_FUZZ_SHM_TRACE=1: each step's operation to stderr (replays) */
+static bool g_reach;   /* MK_FUZZ_SHM_REACH=1: an input with ctl bit 6 must open */
 static _Alignas(64) unsigned char g_lock_fresh[MK__OS_MUTEX_BYTES];
 static _Alignas(64) unsigned char g_lock_dead[MK__OS_MUTEX_BYTES];
 
@@ -149,6 +154,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     g_hostile = !(hostile && strcmp(hostile, "0") == 0);
     const char *trace = getenv("MK_FUZZ_SHM_TRACE");
     g_trace = trace && strcmp(trace, "1") == 0;
+    const char *reach = getenv("MK_FUZZ_SHM_REACH");
+    g_reach = reach && strcmp(reach, "1") == 0;
     BUG(g_file && g_null);
     atexit(cleanup);
     /* The two lock images: fresh, and left locked by a thread that died. */
@@ -666,6 +673,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = mk_shm_open(g_path, flags, &s);
     unlink(g_path); /* the handle keeps the file; a crash leaves nothing behind */
     BUG(is_code(rc));
+    if (g_reach && (ctl & 64)) BUG(rc == MK_OK);
     if (rc != MK_OK) {
         BUG(s == NULL);
         return 0;

@@ -29,14 +29,20 @@
  * Buddy segments cannot grow (their max_size must equal their size).
  *
  * Threads and fork. A handle may be used by several threads of one process
- * at once; they share its cache of small blocks under its mutex, so two
- * threads busy on one handle get about a tenth of one thread's throughput
- * (each operation waits for the other's and moves the cache's lines between
- * the cores). Threads that allocate often should each open a handle of
- * their own: each gets its own cache and process-table slot, as another
- * process would, and two threads then scale as two processes do
- * (bench-shm-threads, docs/BENCHMARKS.md). Owned blocks belong to the
- * handle that allocated them: closing it leaves them to mk_shm_reclaim().
+ * at once. Once the process has a second thread, each thread that
+ * allocates or frees plain blocks through a handle gets a cache of small
+ * blocks of its own: the first the handle's, each other one a *thread
+ * handle* that the library opens for it on the handle's mapping (a
+ * process-table slot of its own, so mk_shm_get_info() and mk_shm_procs()
+ * count and list it as an attach of this process; up to 8 per handle, then
+ * threads share the handle's cache under its mutex). A thread that exits
+ * leaves its cache, and the blocks in it, to the next thread; closing the
+ * handle closes its thread handles, and mk_shm_cache_flush() flushes them.
+ * So two threads on one handle scale as two processes do
+ * (bench-shm-threads, docs/BENCHMARKS.md). Each cache has the segment's
+ * cache budget. Owned blocks use the handle's own cache, under its mutex,
+ * and belong to the handle that allocated them: closing it leaves them to
+ * mk_shm_reclaim(). Close a handle only when no other thread uses it.
  * A handle must not be used after fork() in the child: a child opens the
  * segment itself (mk_shm_close() in a forked child only unmaps, it never
  * detaches the parent).
@@ -289,10 +295,10 @@ void *mk_shm_ptr(mk_shm *s, mk_off off);
 mk_off mk_shm_offset(const mk_shm *s, const void *p);
 
 /**
- * @brief Give every block in the calling process's cache back to the heap,
- *        where any process and any size can use it. (An allocation that
- *        finds no room does this by itself before it grows the segment or
- *        fails; closing the segment does it too.)
+ * @brief Give every block in the handle's caches (its own and its thread
+ *        handles') back to the heap, where any process and any size can
+ *        use it. (An allocation that finds no room does this by itself
+ *        before it fails; closing the handle does it too.)
  * @return MK_OK, MK_EINVAL, MK_ECORRUPT (a damaged cache list; the blocks
  *         before the damage are given back), lock errors.
  */

@@ -555,7 +555,7 @@ void mk__init(void) {
         mk__options_load();
         /* The key before atfork: a malloc re-entered from pthread_atfork
          * creates a thread heap, which arms the key. */
-        (void)mk__os_thread_exit_init(thread_done);
+        (void)mk__os_thread_exit_init(MK__OS_EXIT_HEAP, thread_done);
         (void)mk__os_atfork(fork_prepare, fork_parent, fork_child);
         if (atomic_load(&mk__g.print_stats)) atexit(mk__print_stats_at_exit);
         atomic_store_explicit(&mk__g.init, 2, memory_order_release);
@@ -574,7 +574,7 @@ mk_heap *mk__thread_heap(void) {
     if (h == NULL) h = mk__heap_create(MK__HEAP_THREAD);
     if (h == NULL) return NULL;
     mk__tl_heap = h;
-    (void)mk__os_thread_exit_arm(h); /* may call malloc: the heap is set */
+    (void)mk__os_thread_exit_arm(MK__OS_EXIT_HEAP, h); /* may call malloc: the heap is set */
     return h;
 }
 

@@ -351,13 +351,16 @@ int mk__os_sbrk(intptr_t increment, void **old_break);
 int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
 /* Call fn(arg) when a thread that armed the callback exits (a pthread key
- * destructor / an FLS callback). init registers fn once per process (its
- * key must not need malloc: it is created early); arm sets the calling
- * thread's arg (NULL disarms). A thread that re-arms from inside fn is
- * called again, a bounded number of times (PTHREAD_DESTRUCTOR_ITERATIONS).
- * The main thread's exit() does not call fn. MK_EOS. */
-int mk__os_thread_exit_init(void (*fn)(void *arg));
-int mk__os_thread_exit_arm(void *arg);
+ * destructor / an FLS callback). One callback per user (the process heap's
+ * thread heaps, the shared heap's thread handles). init registers fn once
+ * per process (its key must not need malloc: it is created early); arm
+ * sets the calling thread's arg (NULL disarms). A thread that re-arms from
+ * inside fn is called again, a bounded number of times
+ * (PTHREAD_DESTRUCTOR_ITERATIONS). The main thread's exit() does not call
+ * fn. MK_EOS. */
+enum { MK__OS_EXIT_HEAP = 0, MK__OS_EXIT_SHM = 1, MK__OS_EXIT_USERS = 2 };
+int mk__os_thread_exit_init(unsigned user, void (*fn)(void *arg));
+int mk__os_thread_exit_arm(unsigned user, void *arg);
 
 /* Copy the value of environment variable name into buf (cap bytes,
  * NUL-terminated, truncated if longer). Works before the C library has set

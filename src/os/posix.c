@@ -719,15 +719,17 @@ int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(voi
     return MK_OK;
 }
 
-static pthread_key_t mk_exit_key;
+static pthread_key_t mk_exit_key[MK__OS_EXIT_USERS];
 
-int mk__os_thread_exit_init(void (*fn)(void *arg)) {
-    int e = pthread_key_create(&mk_exit_key, fn);
+int mk__os_thread_exit_init(unsigned user, void (*fn)(void *arg)) {
+    if (user >= MK__OS_EXIT_USERS) return MK_EINVAL;
+    int e = pthread_key_create(&mk_exit_key[user], fn);
     return e == 0 ? MK_OK : mk__os_fail(e);
 }
 
-int mk__os_thread_exit_arm(void *arg) {
-    int e = pthread_setspecific(mk_exit_key, arg);
+int mk__os_thread_exit_arm(unsigned user, void *arg) {
+    if (user >= MK__OS_EXIT_USERS) return MK_EINVAL;
+    int e = pthread_setspecific(mk_exit_key[user], arg);
     return e == 0 ? MK_OK : mk__os_fail(e);
 }
 

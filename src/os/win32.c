@@ -1364,24 +1364,29 @@ int mk__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(voi
     return MK_OK; /* no fork on Win32 */
 }
 
-static DWORD mk_fls = FLS_OUT_OF_INDEXES;
-static void (*mk_exit_fn)(void *);
+static DWORD mk_fls[MK__OS_EXIT_USERS] = {FLS_OUT_OF_INDEXES, FLS_OUT_OF_INDEXES};
+static void (*mk_exit_fn[MK__OS_EXIT_USERS])(void *);
 
 /* FLS callbacks run at thread exit with the slot's value (and at
- * FlsFree, which memkit never calls). */
-static void WINAPI mk_fls_callback(void *value) {
-    if (value != NULL && mk_exit_fn != NULL) mk_exit_fn(value);
+ * FlsFree, which memkit never calls); one per user, as a callback gets
+ * no index. */
+static void WINAPI mk_fls_heap(void *value) {
+    if (value != NULL && mk_exit_fn[MK__OS_EXIT_HEAP] != NULL) mk_exit_fn[MK__OS_EXIT_HEAP](value);
+}
+static void WINAPI mk_fls_shm(void *value) {
+    if (value != NULL && mk_exit_fn[MK__OS_EXIT_SHM] != NULL) mk_exit_fn[MK__OS_EXIT_SHM](value);
 }
 
-int mk__os_thread_exit_init(void (*fn)(void *arg)) {
-    mk_exit_fn = fn;
-    mk_fls = FlsAlloc(mk_fls_callback);
-    return mk_fls == FLS_OUT_OF_INDEXES ? mk_last() : MK_OK;
+int mk__os_thread_exit_init(unsigned user, void (*fn)(void *arg)) {
+    if (user >= MK__OS_EXIT_USERS) return MK_EINVAL;
+    mk_exit_fn[user] = fn;
+    mk_fls[user] = FlsAlloc(user == MK__OS_EXIT_HEAP ? mk_fls_heap : mk_fls_shm);
+    return mk_fls[user] == FLS_OUT_OF_INDEXES ? mk_last() : MK_OK;
 }
 
-int mk__os_thread_exit_arm(void *arg) {
-    if (mk_fls == FLS_OUT_OF_INDEXES) return MK_EINVAL;
-    return FlsSetValue(mk_fls, arg) ? MK_OK : mk_last();
+int mk__os_thread_exit_arm(unsigned user, void *arg) {
+    if (user >= MK__OS_EXIT_USERS || mk_fls[user] == FLS_OUT_OF_INDEXES) return MK_EINVAL;
+    return FlsSetValue(mk_fls[user], arg) ? MK_OK : mk_last();
 }
 
 bool mk__os_getenv(const char *name, char *buf, size_t cap) {

@@ -237,6 +237,16 @@ static inline uint64_t *mk__word(const mk__hdr *h, mk_off off) {
     return (uint64_t *)(void *)((char *)(uintptr_t)h + off);
 }
 static inline uint64_t mk__get(const mk__hdr *h, mk_off off) { return *mk__word(h, off); }
+/* A word that another thread may write meanwhile (mk__set): a layer above
+ * that reads headers without the region's lock (the shared heap's caches)
+ * reads them so. A relaxed atomic load: a plain load on the machines
+ * memkit runs on, and no data race for the language or ThreadSanitizer. */
+static inline uint64_t mk__get_unlocked(const mk__hdr *h, mk_off off) {
+    return __atomic_load_n(mk__word(h, off), __ATOMIC_RELAXED);
+}
+static inline void mk__put_unlocked(uint64_t *p, uint64_t v) {
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
 
 static inline void *mk__state(const mk__hdr *h) { return mk__word(h, MK__STATE_OFF); }
 
@@ -348,7 +358,7 @@ static inline void mk__set(mk__hdr *h, uint64_t *p, uint64_t v) {
         atomic_signal_fence(memory_order_seq_cst);
     }
     MK__CRASH_POINT();
-    *p = v;
+    mk__put_unlocked(p, v); /* a header's PREV_FREE bit may be read meanwhile (mk__get_unlocked) */
 }
 static inline void mk__set_at(mk__hdr *h, mk_off off, uint64_t v) {
     mk__set(h, mk__word(h, off), v);

@@ -16,8 +16,9 @@
  * block; this wastes at most S/8 and only when no exact block is there. For
  * the engine a cached block stays allocated, so the engine's state is
  * touched only under the segment lock, as before; the lists are the
- * process's own, guarded by its handle's mutex (threads of one process
- * share the table; a process with one thread skips it: mk__shm_local_enter).
+ * handle's own, guarded by its mutex (a process with one thread skips it:
+ * mk__shm_local_enter). A process's threads each get a handle of their
+ * own for their caches (threads.c), so that mutex is seldom contended.
  *
  *     table (in the segment)            cached blocks (allocated, for the engine)
  *     +-----------+                      +------+------+--------+----
@@ -50,13 +51,15 @@
  * so a damaged table gives MK_ECORRUPT or a leak, never a wild write.
  *
  * Unlocked reads of block headers. A cached block's header is read here
- * without the segment lock, while another process may, under the lock, set
- * or clear its PREV_FREE bit (a neighbour freed or allocated). The bits
- * read here (tag, span, FREE, USER) and an owned block's owner word do not
- * change while the block is allocated, and a 64-bit aligned load does not
- * tear; this process's other
- * threads take the handle's mutex for every operation (mk__shm_lock), so
- * within a process there is no race at all.
+ * without the segment lock, while another process or thread may, under
+ * the lock, set or clear its PREV_FREE bit (a neighbour freed or
+ * allocated). The bits read here (tag, span, FREE, USER) and an owned
+ * block's owner word do not change while the block is allocated, and the
+ * load is atomic (mk__get_unlocked; every engine write is an atomic store,
+ * mk__set): a plain load on the machines memkit runs on, no data race for
+ * ThreadSanitizer or the language. So are the words that other threads
+ * read without this handle's mutex: a cached block's cookie (walks, the
+ * double-free check of a locked free) and the table's totals (stats).
  */
 #include "shm_int.h"
 
@@ -131,10 +134,10 @@ static bool block_of(const mk_shm *s, const mk__shm_cache *c, mk_off b, uint64_t
     const mk__hdr *h = s->h;
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || span > mapped - b) return false;
-    uint64_t w = mk__get(h, b);
+    uint64_t w = mk__get_unlocked(h, b);
     if (!mk__tag_ok(h, b, w) || (w & MK__F_FREE) || mk__span(w) != span) return false;
     if (k == MK__SHM_PLAIN) return !(w & MK__F_USER);
-    return (w & MK__F_USER) && mk__get(h, b + span - 8) == owner_of(c);
+    return (w & MK__F_USER) && mk__get_unlocked(h, b + span - 8) == owner_of(c);
 }
 
 /* The span of the block at b if it is a block table c's lists take (plain,
@@ -145,7 +148,7 @@ static bool block_of(const mk_shm *s, const mk__shm_cache *c, mk_off b, uint64_t
 static uint64_t cacheable_span(const mk_shm *s, const mk__shm_cache *c, mk_off b, unsigned *k) {
     uint64_t mapped = atomic_load_explicit(&s->mapped, memory_order_relaxed);
     if (b % MK__GRAIN != 8 || b < s->data_start || b >= mapped || mapped - b < 24) return 0;
-    uint64_t w = mk__get(s->h, b), span = mk__span(w);
+    uint64_t w = mk__get_unlocked(s->h, b), span = mk__span(w);
     *k = w & MK__F_USER ? MK__SHM_OWNED_LIST : MK__SHM_PLAIN;
     if (span < 32 || span > MK__SHM_CACHE_MAX_SPAN || !block_of(s, c, b, span, *k)) return 0;
     return span;
@@ -154,7 +157,7 @@ static uint64_t cacheable_span(const mk_shm *s, const mk__shm_cache *c, mk_off b
 /* A cached block: of its list's kind and span, with the cookie. */
 static bool cached_block(const mk_shm *s, const mk__shm_cache *c, unsigned k, mk_off b,
                          uint64_t span) {
-    return block_of(s, c, b, span, k) && mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b);
+    return block_of(s, c, b, span, k) && mk__get_unlocked(s->h, b + 16) == mk__shm_cookie(s->h, b);
 }
 
 static bool table_ok(const mk__hdr *h, mk_off t, uint32_t slot) {
@@ -285,9 +288,9 @@ static int pop(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span, mk_off *o
     if (!next) mark(c, k, span / 16, false);
     bin->count--;
     if (bin->count < s->low[k][span / 16]) s->low[k][span / 16] = (uint16_t)bin->count;
-    c->bytes -= span;
-    c->blocks--;
-    *mk__word(h, b + 16) = 0;
+    mk__put_unlocked(&c->bytes, c->bytes - span); /* read by stats, from any thread */
+    mk__put_unlocked(&c->blocks, c->blocks - 1);
+    mk__put_unlocked(mk__word(h, b + 16), 0); /* read by walks, from any thread */
     step();
     c->pending = 0;
     *out = b;
@@ -300,13 +303,13 @@ static void push(mk_shm *s, mk__shm_cache *c, unsigned k, uint64_t span, mk_off 
     c->pending = b;
     step();
     *mk__word(h, b + 8) = bin->head;
-    *mk__word(h, b + 16) = mk__shm_cookie(h, b);
+    mk__put_unlocked(mk__word(h, b + 16), mk__shm_cookie(h, b));
     step();
     bin->head = b;
     mark(c, k, span / 16, true);
     bin->count++;
-    c->bytes += span;
-    c->blocks++;
+    mk__put_unlocked(&c->bytes, c->bytes + span);
+    mk__put_unlocked(&c->blocks, c->blocks + 1);
     step();
     c->pending = 0;
 }
@@ -401,7 +404,7 @@ int mk__shm_cache_free(mk_shm *s, mk_off off) {
     unsigned k = 0;
     uint64_t span = cacheable_span(s, c, b, &k);
     if (span) {
-        if (mk__get(s->h, b + 16) == mk__shm_cookie(s->h, b))
+        if (mk__get_unlocked(s->h, b + 16) == mk__shm_cookie(s->h, b))
             rc = MK_EDOUBLEFREE;
         else
             rc = make_room(s, c, k, span);
@@ -413,6 +416,7 @@ int mk__shm_cache_free(mk_shm *s, mk_off off) {
 
 int mk_shm_cache_flush(mk_shm *s) {
     if (!s) return MK_EINVAL;
+    if (!s->thread_handle) (void)mk__shm_thread_flush(s);
     int rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     rc = mk__shm_cache_drain_locked(s);
@@ -580,7 +584,7 @@ void mk__shm_cache_totals(const mk_shm *s, uint64_t *blocks, uint64_t *bytes) {
         mk_off t = m->slots[i].cache;
         if (!t || !table_ok(s->h, t, i)) continue;
         const mk__shm_cache *c = (const mk__shm_cache *)(const void *)mk__word(s->h, t);
-        *blocks += c->blocks;
-        *bytes += c->bytes;
+        *blocks += __atomic_load_n(&c->blocks, __ATOMIC_RELAXED); /* its owner works on */
+        *bytes += __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
     }
 }

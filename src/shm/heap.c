@@ -83,9 +83,10 @@ static void count_failure(mk__hdr *h) {
     mk__journal_end(h);
 }
 
-/* An allocation found no room: give this process's cached blocks back
- * (once), else grow the segment. MK_OK: try again. */
-static int no_room(mk_shm *s, uint64_t need, bool *drained) {
+/* An allocation found no room: give this handle's cached blocks back
+ * (once), else grow the segment. MK_OK: try again. A failure is counted
+ * if it is the last word (count). */
+static int no_room(mk_shm *s, uint64_t need, bool *drained, bool count) {
     if (!*drained && s->cache && s->cache->blocks) {
         *drained = true;
         int rc = mk__shm_cache_drain_locked(s);
@@ -93,22 +94,16 @@ static int no_room(mk_shm *s, uint64_t need, bool *drained) {
         return MK_OK;
     }
     if (mk__shm_grow_locked(s, need) != MK_OK) {
-        count_failure(s->h);
+        if (count) count_failure(s->h);
         return MK_ENOMEM;
     }
     return MK_OK;
 }
 
-int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
-    if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
+/* The locked path of an allocation (no_room says what count is). */
+static int alloc_locked(mk_shm *s, size_t size, size_t align, unsigned flags, bool count,
+                        mk_off *out) {
     bool owned = flags & MK_SHM_OWNED;
-    /* The cache first: a small size and an alignment of at most 16 (a power
-     * of two, or 0) pass every check below, so they can wait for a miss
-     * (an observer, the one that may not own blocks, has no cache). */
-    if (align <= MK__GRAIN && (align & (align - 1)) == 0) {
-        int rc = mk__shm_cache_alloc(s, size, flags, out);
-        if (rc != MK_ENOENT) return rc;
-    }
     int rc = mk__check_align(&align);
     if (rc != MK_OK) return rc;
     if (owned && s->slot < 0) return MK_EINVAL;
@@ -132,10 +127,36 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
         }
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        if (no_room(s, need + align + 64, &drained) != MK_OK) break;
+        if (no_room(s, need + align + 64, &drained, count) != MK_OK) break;
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = b + MK__TAGW;
+    return rc;
+}
+
+int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off *out) {
+    if (!s || !out || (flags & ~(unsigned)(MK_SHM_OWNED | MK_SHM_ZERO))) return MK_EINVAL;
+    /* The cache first: a small size and an alignment of at most 16 (a power
+     * of two, or 0) pass every check of the locked path, so they can wait
+     * for a miss (an observer, the one that may not own blocks, has no
+     * cache). A plain block from the calling thread's own cache if it has
+     * one (threads.c), else, or on its miss, from the handle's. */
+    if (align <= MK__GRAIN && (align & (align - 1)) == 0) {
+        mk_shm *t = flags & MK_SHM_OWNED ? s : mk__shm_thread_cache(s);
+        int rc = t != s ? mk__shm_cache_alloc(t, size, flags, out) : MK_ENOENT;
+        if (rc == MK_ENOENT) rc = mk__shm_cache_alloc(s, size, flags, out);
+        if (rc != MK_ENOENT) return rc;
+    }
+    int rc = alloc_locked(s, size, align, flags, false, out);
+    if (rc != MK_ENOMEM) return rc;
+    /* The other threads' caches may hold what is missing: once more after
+     * they give it back. */
+    if (!s->thread_handle && mk__shm_thread_flush(s))
+        return alloc_locked(s, size, align, flags, true, out);
+    if (mk__shm_lock(s) == MK_OK) { /* a failure, for the statistics */
+        count_failure(s->h);
+        mk__shm_unlock(s);
+    }
     return rc;
 }
 
@@ -145,7 +166,11 @@ int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
 
 int mk_shm_free(mk_shm *s, mk_off off) {
     if (!s) return MK_EINVAL;
-    int rc = mk__shm_cache_free(s, off);
+    /* The calling thread's own cache takes plain blocks, the handle's owned
+     * ones too (threads.c). */
+    mk_shm *t = mk__shm_thread_cache(s);
+    int rc = t != s ? mk__shm_cache_free(t, off) : MK_ENOENT;
+    if (rc == MK_ENOENT) rc = mk__shm_cache_free(s, off);
     if (rc != MK_ENOENT) return rc;
     rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
@@ -199,7 +224,7 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
         rc = resize_once(s, &blk, need, trailer, &nb);
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        rc = no_room(s, need + 64, &drained);
+        rc = no_room(s, need + 64, &drained, true);
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = nb + MK__TAGW;

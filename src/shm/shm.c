@@ -59,6 +59,7 @@ static int handle_new(mk_shm **out) {
         return rc;
     }
     s->epoch = mk__os_fork_epoch();
+    s->id = mk__shm_new_id();
     *out = s;
     return MK_OK;
 }
@@ -69,7 +70,7 @@ static int handle_new(mk_shm **out) {
  * with the handle (a no-op on POSIX, and Win32 has no fork). */
 static void handle_drop(mk_shm *s) {
     if (s->lock_attached) mk__os_mutex_detach(mk__shm_mutex(s->h));
-    if (s->h) mk__os_release(s->h, s->reserved);
+    if (s->h && !s->parent) mk__os_release(s->h, s->reserved); /* a thread handle's is borrowed */
     if (s->os.handle >= 0) mk__os_shm_close(&s->os);
     mk__os_release(s, page_round(sizeof(mk_shm)));
 }
@@ -86,10 +87,17 @@ static int map_to(mk_shm *s, uint64_t len) {
     return MK_OK;
 }
 
-/* Under the lock: extend this process's mapping to the header's size. */
+/* Under the lock: extend this process's mapping to the header's size. A
+ * thread handle's mapping is its parent's (threads.c): the parent's grows,
+ * and the thread handle learns its new length. */
 static int sync_map(mk_shm *s) {
     uint64_t want = s->h->size;
     if (want <= atomic_load_explicit(&s->mapped, memory_order_relaxed)) return MK_OK;
+    if (s->parent) {
+        int rc = sync_map(s->parent);
+        if (rc == MK_OK) atomic_store_explicit(&s->mapped, s->parent->mapped, memory_order_release);
+        return rc;
+    }
     if (want > s->reserved) return MK_ECORRUPT;
     uint64_t objsz = 0;
     int rc = mk__os_shm_stat(&s->os, &objsz);
@@ -531,9 +539,42 @@ int mk_shm_create(const char *name, const mk_shm_config *cfg, mk_shm **out) {
     return MK_OK;
 }
 
+int mk__shm_open_thread_handle(mk_shm *s, mk_shm **out) {
+    mk_shm *t;
+    int rc = handle_new(&t);
+    if (rc != MK_OK) return rc;
+    t->parent = s;
+    t->thread_handle = true;
+    t->h = s->h;
+    t->reserved = s->reserved;
+    atomic_store(&t->mapped, atomic_load(&s->mapped));
+    t->meta = s->meta;
+    t->flags = s->flags;
+    memcpy(t->name, s->name, sizeof t->name);
+    keep_constants(t);
+    rc = mk__shm_lock(t);
+    if (rc != MK_OK) {
+        handle_drop(t);
+        return rc;
+    }
+    rc = attach_locked(t);
+    mk__shm_unlock(t);
+    if (rc == MK_OK && !t->cache) rc = MK_ENOMEM; /* no room for its table */
+    if (rc != MK_OK) {
+        if (t->slot >= 0)
+            mk_shm_close(t); /* attached: detach */
+        else
+            handle_drop(t);
+        return rc;
+    }
+    *out = t;
+    return MK_OK;
+}
+
 int mk_shm_close(mk_shm *s) {
     if (!s) return MK_OK;
     int rc = MK_OK;
+    if (!s->thread_handle) mk__shm_thread_close(s); /* before: s may be the last */
     /* A forked child holds a copy of its parent's handle: handle_drop only. */
     if (s->slot >= 0 && s->pid == mk__os_process_id()) {
         rc = mk__shm_lock(s);

@@ -161,24 +161,16 @@ _Static_assert(MK__SHM_CACHE_MAX_LEN <= UINT16_MAX, "a list's length must fit mk
 _Static_assert(sizeof(((mk__hdr *)0)->lock) >= MK__OS_MUTEX_BYTES, "no room for the mutex");
 
 struct mk_shm {
+    /* Read by every operation of every thread: written only at open and
+     * when the mapping grows. */
     mk__hdr *h;              /* base of the mapping = the region */
     size_t reserved;         /* bytes of address space reserved at h */
     _Atomic uint64_t mapped; /* bytes of the object mapped at h */
-    mk__os_shm os;
-    mk_off meta; /* payload offset of the meta block */
-    int slot;    /* process-table slot, -1 for an observer */
-    uint64_t gen;
-    uint64_t pid; /* the process that opened the handle */
-    unsigned flags;
-    char name[MK_SHM_NAME_MAX + 1];
-    _Atomic uint32_t local; /* this handle's threads, one at a time: 0 free, 1 held, 2 waiters */
-    bool local_held;        /* the segment lock's holder holds `local` too (mk__shm_lock) */
-    mk__shm_cache *cache;   /* this process's cache table, NULL: none */
-    /* Private hints of the cache's collection (cache.c): per list, its
-     * fewest blocks since the last collection; frees left before the next
-     * may run. Not in the segment: only the living owner uses them. */
-    uint16_t low[MK__SHM_LISTS][MK__SHM_CACHE_BINS];
-    uint32_t gc_wait;
+    mk__shm_cache *cache;    /* this handle's cache table, NULL: none */
+    uint64_t id;             /* unique in the process, never reused (threads.c) */
+    uint64_t epoch;          /* mk__os_fork_epoch() at open: a forked child's copy differs */
+    bool thread_handle;      /* opened by threads.c for one thread's cache, */
+    struct mk_shm *parent;   /* on this handle's mapping */
     /* Copies of words that never change after creation, for the paths every
      * allocation and free takes (the cache, the capacity check): the
      * header's data_start shares a cache line with the engine's counters,
@@ -187,8 +179,25 @@ struct mk_shm {
      * the meta block's budget. Set by keep_constants (shm.c). */
     mk_off data_start;
     uint64_t cache_budget;
-    uint64_t epoch;     /* mk__os_fork_epoch() at open: a forked child's copy differs */
+    mk__os_shm os;
+    mk_off meta; /* payload offset of the meta block */
+    int slot;    /* process-table slot, -1 for an observer */
+    uint64_t gen;
+    uint64_t pid; /* the process that opened the handle */
+    unsigned flags;
+    char name[MK_SHM_NAME_MAX + 1];
     bool lock_attached; /* mk__os_mutex_attach done on the header's mutex (shm.c) */
+    /* Written by the thread that uses the handle's cache, on every
+     * operation: lines of their own, so that the process's other threads,
+     * which read the words above on theirs, do not miss on them. */
+    _Alignas(64) _Atomic uint32_t
+        local;       /* this handle's threads, one at a time: 0 free, 1 held, 2 waiters */
+    bool local_held; /* the segment lock's holder holds `local` too (mk__shm_lock) */
+    /* Private hints of the cache's collection (cache.c): per list, its
+     * fewest blocks since the last collection; frees left before the next
+     * may run. Not in the segment: only the living owner uses them. */
+    uint16_t low[MK__SHM_LISTS][MK__SHM_CACHE_BINS];
+    uint32_t gc_wait;
 };
 
 /* Block kinds as classify() sees them. */
@@ -231,7 +240,7 @@ static inline uint64_t mk__shm_cookie(const mk__hdr *h, mk_off b) {
  * already): plain or owned, with the cookie. */
 static inline bool mk__shm_in_a_cache(const mk__hdr *h, const mk__shm_blk *blk) {
     return (blk->kind == MK_SHM_BLOCK_PLAIN || blk->kind == MK_SHM_BLOCK_OWNED) &&
-           blk->span >= 32 && mk__get(h, blk->b + 16) == mk__shm_cookie(h, blk->b);
+           blk->span >= 32 && mk__get_unlocked(h, blk->b + 16) == mk__shm_cookie(h, blk->b);
 }
 
 /* The handle's own lock (private memory, this process's threads only): a
@@ -293,6 +302,27 @@ int mk__shm_grow_locked(mk_shm *s, uint64_t need);
 /* Free the slots of processes that are no longer alive (journaled). */
 int mk__shm_reap_locked(mk_shm *s, uint64_t *reaped);
 uint64_t mk__shm_layout_sig(void);
+
+/* ---- threads.c ---- */
+/* A new handle's id. */
+uint64_t mk__shm_new_id(void);
+/* The handle whose cache the calling thread uses for plain blocks of s:
+ * s while the process has one thread (or s has no cache, or is a copy
+ * inherited through fork), else the thread's own (threads.c). */
+mk_shm *mk__shm_thread_cache_of(mk_shm *s);
+static inline mk_shm *mk__shm_thread_cache(mk_shm *s) {
+    if (mk__os_single_threaded() || !s->cache || s->thread_handle || mk__shm_inherited(s)) return s;
+    return mk__shm_thread_cache_of(s);
+}
+/* Flush the caches of s's thread handles (not under s's locks). Whether
+ * s has any. */
+bool mk__shm_thread_flush(mk_shm *s);
+/* Close s's thread handles (mk_shm_close, first). */
+void mk__shm_thread_close(mk_shm *s);
+/* shm.c: a thread handle of s: a process-table slot and a cache of its
+ * own, on s's mapping (so the segment's words, its lock among them, have
+ * one address in the process). MK_ENOMEM without room for its table. */
+int mk__shm_open_thread_handle(mk_shm *s, mk_shm **out);
 
 /* ---- heap.c ---- */
 /* What the block whose payload is off is. MK_EBADOFF, MK_EDOUBLEFREE,

@@ -1324,24 +1324,33 @@ static void test_cache_random(void **state) {
 
 /* ---- threads ------------------------------------------------------------------------ */
 
-/* Threads of one process share a handle: its cache table and the locked
- * path, one thread at a time through the handle's mutex. A cache operation
- * skips that mutex only while the process has a single thread
- * (mk__os_single_threaded); here it has five, so every operation must take
- * it, or the lists break (a block handed to two threads, a lost block) and
- * ThreadSanitizer reports the race. Each thread allocates, fills, checks
- * and frees its own blocks, sizes through the cached range and beyond,
- * plain blocks in two threads and owned ones in the other two. */
+/* Threads of one process share a handle. Once the process has a second
+ * thread, each thread that allocates or frees a plain block gets a cache
+ * of its own (src/shm/threads.c): the handle's own for the first, a thread
+ * handle (another slot) for the others; owned blocks and the locked path
+ * stay with the handle, under its mutex. Each thread allocates, fills,
+ * checks and frees its own blocks, sizes through the cached range and
+ * beyond, plain blocks in two threads and owned ones in the other two
+ * (whose frees still go through their own caches first). Broken, the lists
+ * hand a block to two threads or lose one, and ThreadSanitizer reports the
+ * race (a thread handle shared, or the handle's cache used without its
+ * mutex). */
 enum { TH_N = 4, TH_LIVE = 64, TH_OPS = 20000 };
 typedef struct th_arg {
     mk_shm *s;
     unsigned id;
     int ops; /* 0: TH_OPS */
     int err;
+    pthread_barrier_t *bar; /* if set: every thread has its cache before any works */
 } th_arg;
 
 static void *th_body(void *p) {
     th_arg *a = p;
+    if (a->bar) {
+        mk_off o = 0;
+        if (mk_shm_alloc(a->s, 100, &o) != MK_OK || mk_shm_free(a->s, o) != MK_OK) a->err = 6;
+        pthread_barrier_wait(a->bar);
+    }
     mk_off off[TH_LIVE] = {0};
     size_t len[TH_LIVE] = {0};
     uint64_t x = 0x9E3779B97F4A7C15u * (a->id + 1);
@@ -1368,16 +1377,13 @@ static void *th_body(void *p) {
     return NULL;
 }
 
-static void test_threads_share_handle(void **state) {
-    (void)state;
-    const char *name = nm("threads");
-    mk_shm *s = make(name, 16 * MB, 0, MK_POLICY_TLSF, 0);
-    assert_non_null(s->cache);
-    mk_stats st0 = stats_of(s);
+static void run_threads(mk_shm *s) {
     pthread_t t[TH_N];
     th_arg a[TH_N];
+    pthread_barrier_t bar;
+    assert_int_equal(pthread_barrier_init(&bar, NULL, TH_N), 0);
     for (unsigned k = 0; k < TH_N; k++) {
-        a[k] = (th_arg){.s = s, .id = k, .err = 0};
+        a[k] = (th_arg){.s = s, .id = k, .bar = &bar};
         assert_int_equal(pthread_create(&t[k], NULL, th_body, &a[k]), 0);
     }
     assert_false(mk__os_single_threaded());
@@ -1385,9 +1391,115 @@ static void test_threads_share_handle(void **state) {
         assert_int_equal(pthread_join(t[k], NULL), 0);
         assert_int_equal(a[k].err, 0);
     }
+    pthread_barrier_destroy(&bar);
+}
+
+static uint64_t attached(mk_shm *s) {
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    return in.attached;
+}
+
+static void test_threads_share_handle(void **state) {
+    (void)state;
+    const char *name = nm("threads");
+    mk_shm *s = make(name, 16 * MB, 0, MK_POLICY_TLSF, 0);
+    assert_non_null(s->cache);
+    mk_stats st0 = stats_of(s);
+    mk_shm *h2 = NULL; /* what one more cache table costs */
+    RC(mk_shm_open(name, 0, &h2), MK_OK);
+    uint64_t table = stats_of(s).bytes_used - st0.bytes_used;
+    RC(mk_shm_close(h2), MK_OK);
+    assert_true(table > sizeof(mk__shm_cache));
+
+    run_threads(s); /* the handle's cache and three thread handles */
     valid(s);
-    RC(mk_shm_cache_flush(s), MK_OK);
+    assert_int_equal(attached(s), TH_N);
+    RC(mk_shm_cache_flush(s), MK_OK); /* every thread handle's too */
+    assert_int_equal(stats_of(s).bytes_used, st0.bytes_used + (TH_N - 1) * table);
+    run_threads(s); /* exited threads gave their caches back: taken again */
+    valid(s);
+    assert_int_equal(attached(s), TH_N);
+
+    RC(mk_shm_close(s), MK_OK); /* the thread handles with it */
+    RC(mk_shm_open(name, 0, &s), MK_OK);
+    assert_int_equal(attached(s), 1);
     assert_int_equal(stats_of(s).bytes_used, st0.bytes_used); /* every block back */
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* An allocation that finds no room takes back what the other threads'
+ * caches hold before it fails: here the room it needs is all in them. */
+static void test_thread_caches_give_back(void **state) {
+    (void)state;
+    const char *name = nm("threadsfull");
+    mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_TLSF, 0);
+    run_threads(s); /* three thread handles, their caches full of free blocks */
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    mk_stats st = stats_of(s);
+    assert_true(in.cached_bytes > 64 * KB);
+    size_t want = (size_t)(st.bytes_free + in.cached_bytes / 2);
+    mk_off big = 0;
+    RC(mk_shm_alloc(s, want, &big), MK_OK);
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    assert_int_equal(in.cached_bytes, 0);
+    assert_int_equal(stats_of(s).n_failed, st.n_failed); /* no failure counted */
+    mk_off more = 0; /* no room anywhere now: one failure, counted once */
+    RC(mk_shm_alloc(s, want, &more), MK_ENOMEM);
+    assert_int_equal(stats_of(s).n_failed, st.n_failed + 1);
+    RC(mk_shm_free(s, big), MK_OK);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* A process dies with thread handles open: they are slots of its own,
+ * reaped as any dead process's are, and their cached blocks freed. The
+ * child's threads free every block they allocate, so all that the dead
+ * child leaves behind is in its caches. */
+static void test_thread_handles_reaped(void **state) {
+    (void)state;
+    const char *name = nm("threadsdie");
+    mk_shm *s = make(name, 16 * MB, 0, MK_POLICY_TLSF, 0);
+    mk_stats st0 = stats_of(s);
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        mk_shm *c = NULL;
+        if (mk_shm_open(name, 0, &c) != MK_OK) _exit(1);
+        pthread_t t[TH_N];
+        th_arg a[TH_N];
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, TH_N);
+        for (unsigned k = 0; k < TH_N; k++) {
+            a[k] = (th_arg){.s = c, .id = k, .ops = TH_OPS / 4, .bar = &bar};
+            if (pthread_create(&t[k], NULL, th_body, &a[k]) != 0) _exit(2);
+        }
+        for (unsigned k = 0; k < TH_N; k++)
+            if (pthread_join(t[k], NULL) != 0 || a[k].err) _exit(3);
+        char done = 1; /* the caches are full; the thread handles stay open */
+        if (write(fd[1], &done, 1) != 1) _exit(4);
+        pause();
+        _exit(0);
+    }
+    char done = 0;
+    assert_int_equal(read(fd[0], &done, 1), 1);
+    assert_int_equal(attached(s), 1 + TH_N); /* the child's handle and 3 thread handles */
+    assert_true(stats_of(s).bytes_used > st0.bytes_used + TH_N * sizeof(mk__shm_cache));
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    RC(mk_shm_reclaim(s, NULL, NULL), MK_OK);
+    assert_int_equal(attached(s), 1);
+    valid(s);
+    assert_int_equal(stats_of(s).bytes_used, st0.bytes_used); /* every cached block back */
+    close(fd[0]);
+    close(fd[1]);
     RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
@@ -1486,6 +1598,8 @@ int main(void) {
         cmocka_unit_test(test_cache_refill_full_list),
         cmocka_unit_test(test_cache_list_cap),
         cmocka_unit_test(test_threads_share_handle),
+        cmocka_unit_test(test_thread_caches_give_back),
+        cmocka_unit_test(test_thread_handles_reaped),
         cmocka_unit_test(test_threads_own_handles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -152,6 +152,66 @@ static void segment(void) {
     CHECK(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* Threads on one handle: each gets a cache of its own (a thread handle,
+ * an attach of its own); a thread's exit (its FLS callback) gives it back
+ * to the next thread. */
+static volatile LONG th_ready;
+static mk_shm *th_shm;
+static DWORD WINAPI th_worker(LPVOID arg) {
+    LONG n = (LONG)(INT_PTR)arg;
+    mk_off o[32];
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 32; i++)
+            if (mk_shm_alloc(th_shm, (size_t)(16 + (i * 97 + round) % 2000), &o[i]) != MK_OK)
+                return 1;
+        for (int i = 0; i < 32; i++)
+            if (mk_shm_free(th_shm, o[i]) != MK_OK) return 2;
+    }
+    InterlockedIncrement(&th_ready); /* every thread holds its cache until all do */
+    while (th_ready < n) Sleep(1);
+    return 0;
+}
+
+static int run_workers(LONG n) {
+    HANDLE t[4];
+    th_ready = 0;
+    for (LONG i = 0; i < n; i++)
+        if (!(t[i] = CreateThread(NULL, 0, th_worker, (LPVOID)(INT_PTR)n, 0, NULL))) return -1;
+    int bad = 0;
+    for (LONG i = 0; i < n; i++) {
+        DWORD code = 1;
+        WaitForSingleObject(t[i], INFINITE);
+        GetExitCodeThread(t[i], &code);
+        CloseHandle(t[i]);
+        bad |= code != 0;
+    }
+    return bad ? -1 : 0;
+}
+
+static void thread_handles(void) {
+    const char *name = "/mk-win-threads";
+    mk_shm_unlink(name, 0);
+    mk_shm_config cfg = {.size = 4u << 20, .policy = MK_POLICY_TLSF};
+    CHECK(mk_shm_create(name, &cfg, &th_shm), MK_OK);
+    mk_shm_info in;
+    for (int round = 0; round < 3; round++) { /* one at a time: the handle's own cache */
+        HOLDS(run_workers(1) == 0);
+        CHECK(mk_shm_get_info(th_shm, &in), MK_OK);
+        HOLDS(in.attached == 1);
+    }
+    for (int round = 0; round < 2; round++) { /* three at once: two thread handles, kept */
+        HOLDS(run_workers(3) == 0);
+        CHECK(mk_shm_get_info(th_shm, &in), MK_OK);
+        HOLDS(in.attached == 3);
+    }
+    CHECK(mk_shm_validate(th_shm, NULL), MK_OK);
+    CHECK(mk_shm_cache_flush(th_shm), MK_OK);
+    CHECK(mk_shm_get_info(th_shm, &in), MK_OK);
+    HOLDS(in.cached_bytes == 0);
+    CHECK(mk_shm_close(th_shm), MK_OK);
+    CHECK(mk_shm_unlink(name, 0), MK_OK);
+}
+
 static void heap(void) {
     void *p[100];
     for (int i = 0; i < 100; i++) {
@@ -738,6 +798,7 @@ int main(int argc, char **argv) {
     if (argc > 2 && strcmp(argv[1], "lone") == 0) return lone_child(argv[2]);
     region();
     segment();
+    thread_handles();
     heap();
     two_handles_close_one();
     damaged_lock_refused();
@@ -751,6 +812,7 @@ int main(int argc, char **argv) {
     crashes(argv[0]);
     if (failures) return 1;
     printf("win_smoke: region, shared segment (two handles, growth, cache, owned blocks, "
+           "thread handles, "
            "directory, SPSC "
            "queue), process heap, the lock's HANDLE given back on close (%d segments in turn, "
            "two handles with one closed; a damaged lock refused; a relock refused; a segment and a "

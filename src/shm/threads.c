@@ -1,0 +1,197 @@
+/*
+ * Thread handles: each thread that shares a handle gets a cache of its own.
+ *
+ * A handle's cache is guarded by the handle's mutex, so two threads busy on
+ * one handle wait for each other on every operation (0.13x one thread's
+ * throughput, bench-shm-threads), while two handles in one process scale
+ * as two processes do. So once the process has a second thread, each
+ * thread that allocates or frees a plain block through a handle is given a
+ * handle of its own, opened here on the same segment: a *thread handle*,
+ * with its own mapping, process-table slot, cache table and mutex, which no
+ * other thread uses while this one holds it. Only its cache is used:
+ * everything that takes the segment lock still goes through the caller's
+ * handle. A cache's blocks are plain blocks of the segment, so a block that
+ * one thread's cache hands out may be freed by any thread, through any
+ * handle. Owned blocks stay with the caller's handle (their owner word
+ * names its slot, which lives as long as the process keeps it open).
+ *
+ *     caller's handle s (id 7)          records (process-wide)
+ *     +------------+                    +------------------+--------+
+ *     | cache (own) | <-- thread A ---- | 7 << 1 | held    | (self) |
+ *     +------------+                    | 7 << 1 | held    | sub 1  | <-- thread B
+ *                                       | 7 << 1 | free    | sub 2  |  (B's exited
+ *                                       | 0               |        |   thread's, kept)
+ *                                       +------------------+--------+
+ *
+ * Records live in static memory, so a thread's table of (handle id,
+ * record) entries stays safe to use after the handle is closed: a record
+ * word holds the handle's id (never reused) and whether a thread holds it,
+ * and every change of it is one atomic operation that names the id. The
+ * first thread to ask gets the handle's own cache (the "self" record),
+ * later ones a thread handle, up to SUBS per handle; past that a thread
+ * shares the handle's own cache under its mutex, as before. A thread that
+ * exits lets its record go (mk__os_thread_exit_arm); the next thread to ask
+ * takes it, with the cached blocks in it. mk_shm_close closes the handle's
+ * thread handles, which gives their cached blocks back.
+ *
+ * Races. A thread handle maps the segment at its own address, so one
+ * thread's unlocked read of a cached block's header and another thread's
+ * locked write of its PREV_FREE bit are the race between two processes
+ * (cache.c says why it is benign), which ThreadSanitizer cannot see.
+ */
+#include "shm_int.h"
+
+#include <string.h>
+
+#define SUBS    8u  /* thread handles per handle */
+#define RECORDS 64u /* records in the process */
+#define ENTRIES 8u  /* handles a thread keeps its record of */
+
+typedef struct record {
+    _Atomic uint64_t word; /* handle id << 1 | held by a thread; 0: unused */
+    mk_shm *sub;           /* the thread handle; NULL: the handle's own cache */
+} record;
+
+typedef struct entry {
+    uint64_t id; /* the handle's */
+    int rec;     /* index in g_rec, -1: none (share the handle's cache) */
+    mk_shm *use; /* whose cache */
+} entry;
+
+typedef struct thread_state {
+    unsigned n;
+    entry e[ENTRIES];
+} thread_state;
+
+static record g_rec[RECORDS];
+static _Atomic uint64_t g_next_id = 1;
+static _Atomic int g_key; /* the thread-exit callback: 0 not made, 1 being made, 2 made, 3 failed */
+static _Thread_local thread_state *tl;
+
+uint64_t mk__shm_new_id(void) { return atomic_fetch_add(&g_next_id, 1); }
+
+static void let_go(const entry *e) {
+    if (e->rec < 0) return;
+    uint64_t held = e->id << 1 | 1;
+    atomic_compare_exchange_strong(&g_rec[e->rec].word, &held, e->id << 1);
+}
+
+static size_t state_bytes(void) { return (sizeof(thread_state) + 4095) & ~(size_t)4095; }
+
+/* At thread exit: the thread's records go back to their handles. */
+static void thread_done(void *arg) {
+    thread_state *t = arg;
+    for (unsigned i = 0; i < t->n; i++) let_go(&t->e[i]);
+    if (tl == t) tl = NULL;
+    mk__os_release(t, state_bytes());
+}
+
+static bool key_made(void) {
+    int st = atomic_load_explicit(&g_key, memory_order_acquire);
+    if (st == 0 && atomic_compare_exchange_strong(&g_key, &st, 1)) {
+        st = mk__os_thread_exit_init(MK__OS_EXIT_SHM, thread_done) == MK_OK ? 2 : 3;
+        atomic_store_explicit(&g_key, st, memory_order_release);
+    }
+    while (st == 1) {
+        mk__os_yield();
+        st = atomic_load_explicit(&g_key, memory_order_acquire);
+    }
+    return st == 2;
+}
+
+static thread_state *this_thread(void) {
+    if (tl || !key_made()) return tl;
+    void *mem = NULL;
+    if (mk__os_alloc(state_bytes(), &mem) != MK_OK) return NULL;
+    if (mk__os_thread_exit_arm(MK__OS_EXIT_SHM, mem) != MK_OK) {
+        mk__os_release(mem, state_bytes());
+        return NULL;
+    }
+    tl = mem; /* zero-filled */
+    return tl;
+}
+
+static void keep(thread_state *t, entry e) {
+    if (t->n == ENTRIES) { /* the oldest goes */
+        let_go(&t->e[0]);
+        memmove(&t->e[0], &t->e[1], (ENTRIES - 1) * sizeof(entry));
+        t->n--;
+    }
+    t->e[t->n++] = e;
+}
+
+/* A new record for s, held: its own cache if no record has it yet, else a
+ * thread handle. -1: none (no record free, the handle cannot be opened). */
+static int new_record(mk_shm *s, bool self) {
+    mk_shm *sub = NULL;
+    if (!self && mk__shm_open_thread_handle(s, &sub) != MK_OK) return -1;
+    for (unsigned i = 0; i < RECORDS; i++) {
+        uint64_t w = 0;
+        if (atomic_compare_exchange_strong(&g_rec[i].word, &w, s->id << 1 | 1)) {
+            g_rec[i].sub = sub;
+            return (int)i;
+        }
+    }
+    if (sub) mk_shm_close(sub);
+    return -1;
+}
+
+/* Under s's mutex: a record of s that no thread holds, now held by this
+ * one, else a new one. */
+static int take_record(mk_shm *s) {
+    unsigned subs = 0;
+    bool self = false;
+    for (unsigned i = 0; i < RECORDS; i++) {
+        uint64_t w = atomic_load(&g_rec[i].word);
+        if (w >> 1 != s->id) continue;
+        if (!(w & 1) && atomic_compare_exchange_strong(&g_rec[i].word, &w, w | 1)) return (int)i;
+        if (g_rec[i].sub)
+            subs++;
+        else
+            self = true;
+    }
+    return self && subs >= SUBS ? -1 : new_record(s, !self);
+}
+
+mk_shm *mk__shm_thread_cache_of(mk_shm *s) {
+    thread_state *t = this_thread();
+    if (!t) return s;
+    for (unsigned i = 0; i < t->n; i++)
+        if (t->e[i].id == s->id) return t->e[i].use;
+    mk__shm_local_lock(s);
+    int r = take_record(s);
+    mk__shm_local_unlock(s);
+    entry e = {s->id, r, r >= 0 && g_rec[r].sub ? g_rec[r].sub : s};
+    keep(t, e);
+    return e.use;
+}
+
+bool mk__shm_thread_flush(mk_shm *s) {
+    bool any = false;
+    mk__shm_local_lock(s); /* no record made meanwhile; then each sub's own locks */
+    for (unsigned i = 0; i < RECORDS; i++) {
+        mk_shm *sub = g_rec[i].sub;
+        if (atomic_load(&g_rec[i].word) >> 1 != s->id || !sub) continue;
+        any = true;
+        (void)mk_shm_cache_flush(sub);
+    }
+    mk__shm_local_unlock(s);
+    return any;
+}
+
+void mk__shm_thread_close(mk_shm *s) {
+    for (unsigned i = 0; i < RECORDS; i++) {
+        if (atomic_load(&g_rec[i].word) >> 1 != s->id) continue;
+        mk_shm *sub = g_rec[i].sub;
+        g_rec[i].sub = NULL;
+        atomic_store(&g_rec[i].word, 0);
+        if (sub) mk_shm_close(sub); /* its blocks back to the heap, its slot freed */
+    }
+    thread_state *t = tl; /* this thread's entry for s, now stale */
+    for (unsigned i = 0; t && i < t->n; i++)
+        if (t->e[i].id == s->id) {
+            memmove(&t->e[i], &t->e[i + 1], (t->n - i - 1) * sizeof(entry));
+            t->n--;
+            break;
+        }
+}

@@ -1,10 +1,10 @@
 /*
  * bench-shm-threads: threads of one process on one shared segment.
  *
- * A handle's cache is one per handle, shared by the threads that use the
- * handle under its mutex; a thread that opens a handle of its own gets a
- * cache of its own (a process-table slot, like another process). This
- * measures what that choice costs, in one run, against two processes:
+ * Threads that share a handle get a cache each (thread handles, opened by
+ * the library: src/shm/threads.c); a thread that opens a handle of its own
+ * gets one too, by hand (a process-table slot, like another process). This
+ * measures both, in one run, against two processes:
  *
  *   1 thread          one worker thread (the process has two threads, so the
  *                     handle's mutex is taken, unlike a single-threaded one)

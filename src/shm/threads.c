@@ -76,7 +76,10 @@ static void let_go(const entry *e) {
     atomic_compare_exchange_strong(&g_rec[e->rec].word, &held, e->id << 1);
 }
 
-static size_t state_bytes(void) { return (sizeof(thread_state) + 4095) & ~(size_t)4095; }
+static size_t state_bytes(void) {
+    size_t page = mk__os_page_size(); /* not malloc: the library may be it */
+    return (sizeof(thread_state) + page - 1) & ~(page - 1);
+}
 
 /* At thread exit: the thread's records go back to their handles. */
 static void thread_done(void *arg) {
@@ -170,8 +173,9 @@ bool mk__shm_thread_flush(mk_shm *s) {
     bool any = false;
     mk__shm_local_lock(s); /* no record made meanwhile; then each sub's own locks */
     for (unsigned i = 0; i < RECORDS; i++) {
-        mk_shm *sub = g_rec[i].sub;
-        if (atomic_load(&g_rec[i].word) >> 1 != s->id || !sub) continue;
+        if (atomic_load(&g_rec[i].word) >> 1 != s->id) continue;
+        mk_shm *sub = g_rec[i].sub; /* s's: written under s's mutex */
+        if (!sub) continue;
         any = true;
         (void)mk_shm_cache_flush(sub);
     }

@@ -40,9 +40,10 @@
  * handle closes its thread handles, and mk_shm_cache_flush() flushes them.
  * So two threads on one handle scale as two processes do
  * (bench-shm-threads, docs/BENCHMARKS.md). Each cache has the segment's
- * cache budget. Owned blocks use the handle's own cache, under its mutex,
- * and belong to the handle that allocated them: closing it leaves them to
- * mk_shm_reclaim(). Close a handle only when no other thread uses it.
+ * cache budget. Owned blocks go through the threads' caches too, and
+ * belong to the handle they were allocated through, whichever thread did
+ * it: closing it leaves them to mk_shm_reclaim(). Close a handle only when
+ * no other thread uses it.
  * A handle must not be used after fork() in the child: a child opens the
  * segment itself (mk_shm_close() in a forked child only unmaps, it never
  * detaches the parent).

@@ -122,10 +122,8 @@ static uint64_t request_span(const mk__hdr *h, size_t size) {
     return span;
 }
 
-/* The trailer word of the blocks that table c's process owns. */
-static inline uint64_t owner_of(const mk__shm_cache *c) {
-    return mk__shm_owner_word((uint32_t)c->slot, c->gen);
-}
+/* The trailer word of the blocks on table c's owned lists. */
+static inline uint64_t owner_of(const mk__shm_cache *c) { return c->owner; }
 
 /* b is a used block of span (at least 32), inside this process's mapping,
  * of list kind k of table c: plain, or owned by c's process (its owner
@@ -440,6 +438,10 @@ int mk__shm_cache_attach_locked(mk_shm *s) {
         c->magic = MK__SHM_CACHE_MG;
         c->slot = (uint64_t)s->slot;
         c->gen = s->gen;
+        /* Owned blocks belong to the handle the caller allocates through: a
+         * thread handle's cache keeps its parent's (threads.c). */
+        const mk_shm *o = s->parent ? s->parent : s;
+        c->owner = mk__shm_owner_word((uint32_t)o->slot, o->gen);
         mk__shm_tag_block(h, b, mk__shm_trailer_kind(MK__TR_CACHE, b));
         mk__set(h, &m->slots[s->slot].cache, b + MK__TAGW);
         s->cache = c;

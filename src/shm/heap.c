@@ -139,10 +139,10 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
     /* The cache first: a small size and an alignment of at most 16 (a power
      * of two, or 0) pass every check of the locked path, so they can wait
      * for a miss (an observer, the one that may not own blocks, has no
-     * cache). A plain block from the calling thread's own cache if it has
-     * one (threads.c), else, or on its miss, from the handle's. */
+     * cache). From the calling thread's own cache if it has one
+     * (threads.c), else, or on its miss, from the handle's. */
     if (align <= MK__GRAIN && (align & (align - 1)) == 0) {
-        mk_shm *t = flags & MK_SHM_OWNED ? s : mk__shm_thread_cache(s);
+        mk_shm *t = mk__shm_thread_cache(s);
         int rc = t != s ? mk__shm_cache_alloc(t, size, flags, out) : MK_ENOENT;
         if (rc == MK_ENOENT) rc = mk__shm_cache_alloc(s, size, flags, out);
         if (rc != MK_ENOENT) return rc;
@@ -166,8 +166,7 @@ int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
 
 int mk_shm_free(mk_shm *s, mk_off off) {
     if (!s) return MK_EINVAL;
-    /* The calling thread's own cache takes plain blocks, the handle's owned
-     * ones too (threads.c). */
+    /* The calling thread's own cache first (threads.c). */
     mk_shm *t = mk__shm_thread_cache(s);
     int rc = t != s ? mk__shm_cache_free(t, off) : MK_ENOENT;
     if (rc == MK_ENOENT) rc = mk__shm_cache_free(s, off);

@@ -26,12 +26,19 @@
 #define OPEN_FLAGS (MK_SHM_FILE | MK_SHM_OBSERVE)
 
 uint64_t mk__shm_layout_sig(void) {
-    const uint64_t facts[] = {sizeof(mk__shm_meta),  sizeof(mk__shm_slot),
-                              sizeof(mk__shm_ent),   MK__SHM_BUCKETS,
-                              MK_SHM_MAX_PROCS,      MK_SHM_NAME_MAX,
-                              MK_SHM_OBJ_NAME_MAX,   MK__OS_MUTEX_BYTES,
-                              MK__TR_SHIFT,          offsetof(mk__shm_meta, slots),
-                              sizeof(mk__shm_cache), MK__SHM_CACHE_MAX_SPAN};
+    const uint64_t facts[] = {sizeof(mk__shm_meta),
+                              sizeof(mk__shm_slot),
+                              sizeof(mk__shm_ent),
+                              MK__SHM_BUCKETS,
+                              MK_SHM_MAX_PROCS,
+                              MK_SHM_NAME_MAX,
+                              MK_SHM_OBJ_NAME_MAX,
+                              MK__OS_MUTEX_BYTES,
+                              MK__TR_SHIFT,
+                              offsetof(mk__shm_meta, slots),
+                              sizeof(mk__shm_cache),
+                              MK__SHM_CACHE_MAX_SPAN,
+                              offsetof(mk__shm_cache, owner)};
     uint64_t x = UINT64_C(0xcbf29ce484222325);
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         x = (x ^ facts[i]) * UINT64_C(0x100000001b3);

@@ -151,7 +151,9 @@ typedef struct mk__shm_cache {
     mk_off pending; /* block offset in flight between a list and the caller */
     uint64_t bytes; /* spans held */
     uint64_t blocks;
-    uint64_t pad[2];
+    uint64_t owner; /* the owner word of the blocks on its owned lists: its process's
+                       handle's (a thread handle's table: its parent's, threads.c) */
+    uint64_t pad;
     uint64_t nonempty[MK__SHM_LISTS][(MK__SHM_CACHE_BINS + 63) / 64]; /* bit i: bin[k][i].head */
     mk__shm_bin bin[MK__SHM_LISTS][MK__SHM_CACHE_BINS];               /* [kind][span / 16] */
 } mk__shm_cache;

@@ -2,18 +2,31 @@
  * Thread handles: each thread that shares a handle gets a cache of its own.
  *
  * A handle's cache is guarded by the handle's mutex, so two threads busy on
- * one handle wait for each other on every operation (0.13x one thread's
- * throughput, bench-shm-threads), while two handles in one process scale
- * as two processes do. So once the process has a second thread, each
- * thread that allocates or frees a plain block through a handle is given a
- * handle of its own, opened here on the same segment: a *thread handle*,
- * with its own mapping, process-table slot, cache table and mutex, which no
- * other thread uses while this one holds it. Only its cache is used:
- * everything that takes the segment lock still goes through the caller's
- * handle. A cache's blocks are plain blocks of the segment, so a block that
- * one thread's cache hands out may be freed by any thread, through any
- * handle. Owned blocks stay with the caller's handle (their owner word
- * names its slot, which lives as long as the process keeps it open).
+ * one handle would wait for each other on every operation (0.13x one
+ * thread's throughput, bench-shm-threads), while two handles in one process
+ * scale as two processes do. So once the process has a second thread, each
+ * thread that allocates or frees through a handle is given a handle of its
+ * own for its cache: a *thread handle*, on the handle's own mapping, with a
+ * process-table slot, a cache table and a mutex of its own, which no other
+ * thread uses while this one holds it. Only its cache is used: everything
+ * that takes the segment lock still goes through the caller's handle. A
+ * cached plain block is a plain block of the segment, so any thread may
+ * free it, through any handle.
+ *
+ * Owned blocks. A thread handle's table keeps owned lists whose owner word
+ * is its parent's (mk__shm_cache.owner): the blocks belong to the handle
+ * the caller uses, whose slot lives as long as the process keeps it open,
+ * and not to a thread. No block is freed twice for it: a thread handle is
+ * closed (its lists given back) before its parent detaches, and when the
+ * process dies both slots die together; mk_shm_reclaim's walk for the
+ * blocks of dead owners runs only after a reap of every dead slot in the
+ * same hold of the lock, so no table that lists a dead owner's block is
+ * left by then. (Unless the process dies during a reap pass, found alive
+ * at its thread handle's slot and dead at its own, later one: then the
+ * walk may free a block that the thread handle's table still lists, and
+ * that table's reap finds it no longer a cached block and stops that list
+ * there, as at damage; the list's other blocks stay owned by the dead
+ * owner, for the next reclaim. Never a block freed twice.)
  *
  *     caller's handle s (id 7)          records (process-wide)
  *     +------------+                    +------------------+--------+
@@ -34,10 +47,11 @@
  * takes it, with the cached blocks in it. mk_shm_close closes the handle's
  * thread handles, which gives their cached blocks back.
  *
- * Races. A thread handle maps the segment at its own address, so one
- * thread's unlocked read of a cached block's header and another thread's
- * locked write of its PREV_FREE bit are the race between two processes
- * (cache.c says why it is benign), which ThreadSanitizer cannot see.
+ * One mapping. A thread handle borrows its parent's mapping, so every word
+ * of the segment has one address in the process: ThreadSanitizer sees the
+ * segment's lock as one lock (with a mapping each it saw two, and took the
+ * lock's hand-offs for races), and the words that threads read while
+ * others write them are atomic (cache.c, "Unlocked reads").
  */
 #include "shm_int.h"
 

@@ -1429,6 +1429,68 @@ static void test_threads_share_handle(void **state) {
     RC(mk_shm_unlink(name, 0), MK_OK);
 }
 
+/* Owned blocks that threads allocate through their own caches belong to
+ * the handle they share, not to a thread: a thread handle's table tags
+ * them with its parent's owner word. So they outlive their threads, no
+ * reclaim takes them while the handle is open, and closing the handle
+ * leaves them to the reclaim, as any owned block of a closed handle. */
+typedef struct own_arg {
+    mk_shm *s;
+    pthread_barrier_t *bar;
+    mk_off off;
+    int rc;
+} own_arg;
+
+static void *own_body(void *p) {
+    own_arg *a = p;
+    mk_off o = 0; /* a cache of its own first */
+    a->rc = mk_shm_alloc(a->s, 100, &o);
+    if (a->rc == MK_OK) a->rc = mk_shm_free(a->s, o);
+    pthread_barrier_wait(a->bar);
+    if (a->rc == MK_OK) a->rc = mk_shm_alloc_ex(a->s, 300, 0, MK_SHM_OWNED, &a->off);
+    if (a->rc == MK_OK) a->rc = mk_shm_free(a->s, a->off); /* on its owned list */
+    if (a->rc == MK_OK) a->rc = mk_shm_alloc_ex(a->s, 300, 0, MK_SHM_OWNED, &a->off);
+    return NULL;
+}
+
+static void test_thread_owned_blocks(void **state) {
+    (void)state;
+    const char *name = nm("threadsown");
+    mk_shm *s = make(name, 16 * MB, 0, MK_POLICY_TLSF, 0), *h2 = NULL;
+    mk_stats st0 = stats_of(s); /* one cache table: as many as at the end */
+    RC(mk_shm_open(name, 0, &h2), MK_OK);
+    pthread_barrier_t bar;
+    assert_int_equal(pthread_barrier_init(&bar, NULL, 2), 0);
+    own_arg a[2];
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) {
+        a[k] = (own_arg){.s = s, .bar = &bar};
+        assert_int_equal(pthread_create(&t[k], NULL, own_body, &a[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+        RC(a[k].rc, MK_OK);
+    }
+    pthread_barrier_destroy(&bar);
+    assert_int_equal(attached(s), 3); /* s, h2, one thread handle */
+    uint64_t word = mk__shm_owner_word((uint32_t)s->slot, s->gen), n = 0;
+    for (int k = 0; k < 2; k++) {
+        mk__shm_blk blk;
+        RC(mk__shm_classify(s->h, a[k].off, &blk), MK_OK);
+        assert_int_equal(blk.kind, MK_SHM_BLOCK_OWNED);
+        assert_int_equal(mk__get(s->h, blk.b + blk.span - 8), word); /* the handle's */
+    }
+    RC(mk_shm_reclaim(h2, &n, NULL), MK_OK);
+    assert_int_equal(n, 0); /* their owner is open */
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_reclaim(h2, &n, NULL), MK_OK);
+    assert_int_equal(n, 2); /* the two live ones; the cached ones went back at close */
+    valid(h2);
+    assert_int_equal(stats_of(h2).bytes_used, st0.bytes_used); /* every block back */
+    RC(mk_shm_close(h2), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
 /* An allocation that finds no room takes back what the other threads'
  * caches hold before it fails: here the room it needs is all in them. */
 static void test_thread_caches_give_back(void **state) {
@@ -1598,6 +1660,7 @@ int main(void) {
         cmocka_unit_test(test_cache_refill_full_list),
         cmocka_unit_test(test_cache_list_cap),
         cmocka_unit_test(test_threads_share_handle),
+        cmocka_unit_test(test_thread_owned_blocks),
         cmocka_unit_test(test_thread_caches_give_back),
         cmocka_unit_test(test_thread_handles_reaped),
         cmocka_unit_test(test_threads_own_handles),

@@ -19,7 +19,10 @@
  * timing. Reported: medians over --runs of ns per operation per worker, and
  * the total throughput over the 1-thread case's.
  *
- *   bench-shm-threads [--runs R] [--ops N]
+ *   bench-shm-threads [--runs R] [--ops N] [--owned]
+ *
+ * --owned: every block is allocated with MK_SHM_OWNED (reclaimable if its
+ * process dies), through the same caches on lists of their own.
  */
 #include <memkit/shm.h>
 
@@ -43,6 +46,7 @@ static const char *const mode_name[N_MODES] = {"1 thread", "2 threads, 1 handle"
                                                "2 threads, 2 handles", "2 processes"};
 
 static long g_ops = 2000000;
+static unsigned g_flags;    /* MK_SHM_OWNED with --owned */
 static mk_shm *g_shared;    /* the creator's handle */
 static atomic_int *g_ready; /* workers set up, in a shared page (processes too) */
 static int g_workers;       /* of this run */
@@ -100,7 +104,7 @@ static void *work(void *arg) {
     }
     int failed = 0; /* a local: the workers' results share a cache line */
     for (int i = 0; i < LIVE && !failed; i++)
-        failed = mk_shm_alloc(s, log_uniform(&x), &live[i]) != MK_OK;
+        failed = mk_shm_alloc_ex(s, log_uniform(&x), 0, g_flags, &live[i]) != MK_OK;
     /* Start together: one worker's set-up (a quarter of a million page
      * faults) must not run during another's timed phase. */
     atomic_fetch_add(g_ready, 1);
@@ -109,7 +113,7 @@ static void *work(void *arg) {
     double t0 = now();
     for (long i = 0; i < g_ops / 2 && !failed; i++) {
         failed = mk_shm_free(s, live[slot[i]]) != MK_OK ||
-                 mk_shm_alloc(s, size[i], &live[slot[i]]) != MK_OK;
+                 mk_shm_alloc_ex(s, size[i], 0, g_flags, &live[slot[i]]) != MK_OK;
     }
     w->failed = failed;
     w->ns_op = (now() - t0) * 1e9 / (double)g_ops;
@@ -179,9 +183,11 @@ int main(int argc, char **argv) {
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ops") && i + 1 < argc)
             g_ops = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--owned"))
+            g_flags = MK_SHM_OWNED;
         else {
-            fprintf(stderr, "usage: %s [--runs R (1..%d)] [--ops N (even, >= 2)]\n", argv[0],
-                    MAX_RUNS);
+            fprintf(stderr, "usage: %s [--runs R (1..%d)] [--ops N (even, >= 2)] [--owned]\n",
+                    argv[0], MAX_RUNS);
             return 2;
         }
     }
@@ -199,8 +205,8 @@ int main(int argc, char **argv) {
             }
         }
     printf("bench-shm-threads: %ld ops per worker, %d live blocks, sizes 16..4096, TLSF, "
-           "medians of %d rounds\n",
-           g_ops, LIVE, runs);
+           "%s blocks, medians of %d rounds\n",
+           g_ops, LIVE, g_flags ? "owned" : "plain", runs);
     printf("%-22s %10s %14s\n", "", "ns/op", "throughput x1");
     double base = 0;
     for (int m = 0; m < N_MODES; m++) {

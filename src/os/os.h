@@ -122,6 +122,13 @@ int mk__os_shm_resize(mk__os_shm *shm, uint64_t new_size);
  * MK_EINVAL, MK_ENOMEM, MK_EOS. */
 int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out);
 
+/* Extend a mapping at `at` of the object's [0, mapped) to [0, len) (a
+ * segment that grew). POSIX maps only the pages past the mapped ones
+ * (MAP_FIXED over the reservation), so the threads that use those see no
+ * change, not even a checker of threads that takes a remap for a write;
+ * Win32 maps the view again (mk__os_shm_map). Errors as mk__os_shm_map. */
+int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t len, void **out);
+
 /* Unmap a mapping made by mk__os_shm_map with at == NULL (munmap /
  * UnmapViewOfFile). A mapping made inside a reservation is released with
  * the reservation (mk__os_release). MK_EOS. */

@@ -278,6 +278,23 @@ int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
     return MK_OK;
 }
 
+int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t len, void **out) {
+    if (shm == NULL || shm->handle < 0 || at == NULL || out == NULL) return MK_EINVAL;
+    size_t page = mk__os_page_size();
+    if ((uintptr_t)at % page != 0 || mapped > len) return MK_EINVAL;
+    size_t from = mapped & ~(page - 1); /* a partly mapped last page again */
+    if (from < len) {
+        int fl = fcntl((int)shm->handle, F_GETFL);
+        if (fl < 0) return mk_errno();
+        int prot = PROT_READ | ((fl & O_ACCMODE) == O_RDONLY ? 0 : PROT_WRITE);
+        void *p = mmap((char *)at + from, len - from, prot, MAP_SHARED | MAP_FIXED,
+                       (int)shm->handle, (off_t)from);
+        if (p == MAP_FAILED) return mk_errno();
+    }
+    *out = at;
+    return MK_OK;
+}
+
 int mk__os_shm_unmap(void *addr, size_t len) {
     if (munmap(addr, len) != 0) return mk_errno();
     return MK_OK;

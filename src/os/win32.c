@@ -864,6 +864,11 @@ int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
     return rc;
 }
 
+int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t len, void **out) {
+    if (mapped > len) return MK_EINVAL;
+    return mk__os_shm_map(shm, at, len, out); /* a view is mapped whole */
+}
+
 int mk__os_shm_unmap(void *addr, size_t len) {
     (void)len; /* a view is unmapped whole */
     if (!UnmapViewOfFile(addr)) return mk_last();

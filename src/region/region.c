@@ -435,8 +435,10 @@ int mk_region_grow(mk_region *r, size_t new_size) {
     mk_off new_end = end_for(new_size);
     /* size is not journaled: after an undone grow the range is still mapped,
      * and a size above data_end is consistent. Keeping it also keeps the
-     * undo records of the new sentinel inside bounds if recovery reruns. */
-    h->size = new_size;
+     * undo records of the new sentinel inside bounds if recovery reruns.
+     * An atomic store: a layer above may read the size without the lock
+     * (mk_shm_ptr, from any thread). */
+    __atomic_store_n(&h->size, new_size, __ATOMIC_RELEASE);
     mk__journal_begin(h, MK__OP_GROW, new_size, 0, 0);
     if (new_end >= h->data_end + ops->min_span) rc = ops->grow(h, new_end);
     if (rc == MK_ECORRUPT) mk__journal_undo(h);

@@ -88,7 +88,11 @@ static void handle_drop(mk_shm *s) {
 static int map_to(mk_shm *s, uint64_t len) {
     if (len > s->reserved) return MK_ECORRUPT;
     void *p = NULL;
-    int rc = mk__os_shm_map(&s->os, s->h, (size_t)len, &p);
+    /* Growth maps the new pages only: the process's other threads work in
+     * the mapped ones meanwhile. */
+    uint64_t cur = atomic_load_explicit(&s->mapped, memory_order_relaxed);
+    int rc = cur ? mk__os_shm_map_more(&s->os, s->h, (size_t)cur, (size_t)len, &p)
+                 : mk__os_shm_map(&s->os, s->h, (size_t)len, &p);
     if (rc != MK_OK) return rc;
     atomic_store_explicit(&s->mapped, len, memory_order_release);
     return MK_OK;

@@ -25,7 +25,9 @@
  *                           children's bursts of up to 24 plain blocks run
  *                           through their caches (16 KiB budgets: in 300
  *                           kills, 126,000 refills and 12,500 collections),
- *                           so kills land there too;
+ *                           so kills land there too; every other child
+ *                           runs them in two threads on one handle (a
+ *                           thread handle, a cache and a slot each);
  *                           the blocks of a burst a kill cuts short are
  *                           lost by design (plain, no owner), so no byte
  *                           count is checked here: the crash test above
@@ -38,6 +40,7 @@
 #define _GNU_SOURCE 1
 #endif
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,8 +80,8 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t rng_state;
-static uint64_t rnd(void) { /* xorshift64* */
+static _Thread_local uint64_t rng_state; /* a random child's threads draw apart */
+static uint64_t rnd(void) {              /* xorshift64* */
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
@@ -658,13 +661,17 @@ static int run_crash(mk_policy pol) {
 #define NKIDS  4
 #define NOWNED 24
 
-static void random_child(uint64_t seed, const pub *parent_pub_unused) {
-    (void)parent_pub_unused;
-    rng_state = seed | 1;
-    mk_shm *s = child_open();
-    mk_shm_obj po;
-    CHECK(mk_shm_obj_find(s, "parent", &po), MK_OK);
-    const pub *pp = mk_shm_ptr(s, po.offset);
+typedef struct random_arg {
+    mk_shm *s;
+    const pub *pp;
+    uint64_t seed;
+} random_arg;
+
+static void *random_ops(void *arg) {
+    const random_arg *a = arg;
+    mk_shm *s = a->s;
+    const pub *pp = a->pp;
+    rng_state = a->seed | 1;
     mk_off own[NOWNED] = {0};
     size_t osz[NOWNED] = {0};
     for (uint64_t it = 0;; it++) {
@@ -735,6 +742,21 @@ static void random_child(uint64_t seed, const pub *parent_pub_unused) {
             break;
         }
     }
+    return NULL;
+}
+
+/* Every other child runs the operations in two threads on its one handle:
+ * each thread gets a cache of its own (a thread handle, a slot of its own),
+ * so kills land in those too, and the reap must free them. */
+static void random_child(uint64_t seed, const pub *parent_pub_unused) {
+    (void)parent_pub_unused;
+    mk_shm *s = child_open();
+    mk_shm_obj po;
+    CHECK(mk_shm_obj_find(s, "parent", &po), MK_OK);
+    random_arg a = {s, mk_shm_ptr(s, po.offset), seed}, b = {s, a.pp, seed * 31 + 7};
+    pthread_t t;
+    if (seed % 2 && pthread_create(&t, NULL, random_ops, &b) != 0) DIE("pthread_create");
+    random_ops(&a);
 }
 
 static pid_t spawn_random(uint64_t seed) {

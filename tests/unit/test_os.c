@@ -366,6 +366,18 @@ static void test_shm_grow_in_place(void **state) {
     assert_true(check(w, 2 * g_page, 1));
     ((unsigned char *)w)[5 * g_page] = 0x55;
     assert_int_equal(p[5 * g_page], 0x55);
+    /* grow again, mapping only what is new (a partly mapped end counts as
+     * unmapped): the old pages keep their data and their address */
+    assert_int_equal(mk__os_shm_resize(&shm, 10 * g_page), MK_OK);
+    assert_int_equal(mk__os_shm_map_more(&shm, base, 10 * g_page, 8 * g_page, &v), MK_EINVAL);
+    assert_int_equal(mk__os_shm_map_more(&shm, base, 8 * g_page - 100, 10 * g_page, &v), MK_OK);
+    assert_ptr_equal(v, base);
+    assert_int_equal(p[7 * g_page], 0x77);
+    assert_int_equal(p[5 * g_page], 0x55);
+    assert_true(all_zero(p + 8 * g_page, 2 * g_page));
+    p[9 * g_page] = 0x99;
+    assert_int_equal(mk__os_shm_map_more(&shm, base, 10 * g_page, 10 * g_page, &v), MK_OK);
+    assert_int_equal(p[9 * g_page], 0x99); /* nothing to map: nothing changed */
     /* the pages of the reservation past the mapping are still reserved */
     assert_int_equal(mk__os_commit(p + 12 * g_page, g_page), MK_OK);
     p[12 * g_page] = 1;

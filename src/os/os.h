@@ -126,7 +126,8 @@ int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out);
  * segment that grew). POSIX maps only the pages past the mapped ones
  * (MAP_FIXED over the reservation), so the threads that use those see no
  * change, not even a checker of threads that takes a remap for a write;
- * Win32 maps the view again (mk__os_shm_map). Errors as mk__os_shm_map. */
+ * Win32 maps the view again (mk__os_shm_map, whatever mapped says). Errors
+ * as mk__os_shm_map; POSIX: MK_EINVAL for mapped > len. */
 int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t len, void **out);
 
 /* Unmap a mapping made by mk__os_shm_map with at == NULL (munmap /

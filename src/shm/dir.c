@@ -139,14 +139,10 @@ static int create_once(mk_shm *s, const char *name, size_t len, uint64_t hash, u
     return MK_OK;
 }
 
-int mk_shm_obj_create(mk_shm *s, const char *name, uint32_t type, size_t size, unsigned flags,
-                      mk_off *out, int *created) {
-    if (created) *created = 0;
-    size_t len = 0;
-    if (!s || !out || (flags & ~(unsigned)MK_SHM_OBJ_EXCL) || name_len(name, &len) != MK_OK)
-        return MK_EINVAL;
+/* Find or create under the lock; count: mk__shm_no_room. */
+static int create_locked(mk_shm *s, const char *name, size_t len, uint32_t type, size_t size,
+                         unsigned flags, bool count, mk_off *out, int *created) {
     uint64_t need = (uint64_t)size + sizeof(mk__shm_ent) + 8;
-    if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
     uint64_t hash = mk__shm_hash(name, len);
     int rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
@@ -157,16 +153,31 @@ int mk_shm_obj_create(mk_shm *s, const char *name, uint32_t type, size_t size, u
         const mk__shm_ent *e = ent_at(s, p);
         if ((flags & MK_SHM_OBJ_EXCL) || e->type != type || e->size < size) rc = MK_EEXIST;
     } else if (rc == MK_ENOENT) {
+        bool drained = false;
         for (;;) {
             mk__journal_begin(s->h, MK__OP_USER, MK__SOP_OBJ_CREATE, hash, size);
             rc = create_once(s, name, len, hash, type, size, &p);
             mk__journal_end(s->h);
-            if (rc != MK_ENOMEM || mk__shm_grow_locked(s, need + 64) != MK_OK) break;
+            if (rc != MK_ENOMEM || mk__shm_no_room(s, need + 64, &drained, count) != MK_OK) break;
         }
         if (rc == MK_OK && created) *created = 1;
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = p + sizeof(mk__shm_ent);
+    return rc;
+}
+
+int mk_shm_obj_create(mk_shm *s, const char *name, uint32_t type, size_t size, unsigned flags,
+                      mk_off *out, int *created) {
+    if (created) *created = 0;
+    size_t len = 0;
+    if (!s || !out || (flags & ~(unsigned)MK_SHM_OBJ_EXCL) || name_len(name, &len) != MK_OK)
+        return MK_EINVAL;
+    uint64_t need = (uint64_t)size + sizeof(mk__shm_ent) + 8;
+    if (size > MK_REGION_MAX_SIZE || need > mk__shm_capacity(s)) return MK_ETOOBIG;
+    int rc = create_locked(s, name, len, type, size, flags, false, out, created);
+    if (rc == MK_ENOMEM && mk__shm_retry_after_flush(s))
+        rc = create_locked(s, name, len, type, size, flags, true, out, created);
     return rc;
 }
 

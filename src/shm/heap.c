@@ -83,10 +83,7 @@ static void count_failure(mk__hdr *h) {
     mk__journal_end(h);
 }
 
-/* An allocation found no room: give this handle's cached blocks back
- * (once), else grow the segment. MK_OK: try again. A failure is counted
- * if it is the last word (count). */
-static int no_room(mk_shm *s, uint64_t need, bool *drained, bool count) {
+int mk__shm_no_room(mk_shm *s, uint64_t need, bool *drained, bool count) {
     if (!*drained && s->cache && s->cache->blocks) {
         *drained = true;
         int rc = mk__shm_cache_drain_locked(s);
@@ -100,7 +97,7 @@ static int no_room(mk_shm *s, uint64_t need, bool *drained, bool count) {
     return MK_OK;
 }
 
-/* The locked path of an allocation (no_room says what count is). */
+/* The locked path of an allocation (mk__shm_no_room says what count is). */
 static int alloc_locked(mk_shm *s, size_t size, size_t align, unsigned flags, bool count,
                         mk_off *out) {
     bool owned = flags & MK_SHM_OWNED;
@@ -127,7 +124,7 @@ static int alloc_locked(mk_shm *s, size_t size, size_t align, unsigned flags, bo
         }
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        if (no_room(s, need + align + 64, &drained, count) != MK_OK) break;
+        if (mk__shm_no_room(s, need + align + 64, &drained, count) != MK_OK) break;
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = b + MK__TAGW;
@@ -148,16 +145,18 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
         if (rc != MK_ENOENT) return rc;
     }
     int rc = alloc_locked(s, size, align, flags, false, out);
-    if (rc != MK_ENOMEM) return rc;
-    /* The other threads' caches may hold what is missing: once more after
-     * they give it back. */
-    if (!s->thread_handle && mk__shm_thread_flush(s))
-        return alloc_locked(s, size, align, flags, true, out);
-    if (mk__shm_lock(s) == MK_OK) { /* a failure, for the statistics */
+    if (rc == MK_ENOMEM && mk__shm_retry_after_flush(s))
+        rc = alloc_locked(s, size, align, flags, true, out);
+    return rc;
+}
+
+bool mk__shm_retry_after_flush(mk_shm *s) {
+    if (!s->thread_handle && mk__shm_thread_flush(s)) return true;
+    if (mk__shm_lock(s) == MK_OK) { /* the last word: a failure, for the statistics */
         count_failure(s->h);
         mk__shm_unlock(s);
     }
-    return rc;
+    return false;
 }
 
 int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
@@ -198,9 +197,7 @@ static int resize_once(mk_shm *s, const mk__shm_blk *blk, uint64_t need, uint64_
     return rc;
 }
 
-int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
-    if (!s || !out) return MK_EINVAL;
-    if (off == 0) return mk_shm_alloc(s, size, out);
+static int realloc_locked(mk_shm *s, mk_off off, size_t size, bool count, mk_off *out) {
     int rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;
     mk__hdr *h = s->h;
@@ -223,10 +220,19 @@ int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
         rc = resize_once(s, &blk, need, trailer, &nb);
         mk__journal_end(h);
         if (rc != MK_ENOMEM) break;
-        rc = no_room(s, need + 64, &drained, true);
+        rc = mk__shm_no_room(s, need + 64, &drained, count);
     }
     mk__shm_unlock(s);
     if (rc == MK_OK) *out = nb + MK__TAGW;
+    return rc;
+}
+
+int mk_shm_realloc(mk_shm *s, mk_off off, size_t size, mk_off *out) {
+    if (!s || !out) return MK_EINVAL;
+    if (off == 0) return mk_shm_alloc(s, size, out);
+    int rc = realloc_locked(s, off, size, false, out);
+    if (rc == MK_ENOMEM && mk__shm_retry_after_flush(s))
+        rc = realloc_locked(s, off, size, true, out);
     return rc;
 }
 

@@ -339,6 +339,14 @@ int mk__shm_raw_alloc(mk__hdr *h, uint64_t size, uint64_t align, unsigned place,
 void mk__shm_tag_block(mk__hdr *h, mk_off b, uint64_t t);
 /* Bytes the maximum size could ever give one block. */
 uint64_t mk__shm_capacity(const mk_shm *s);
+/* Under both locks, an allocation found no room: give this handle's cached
+ * blocks back (once: *drained), else grow the segment. MK_OK: try again.
+ * MK_ENOMEM counts a failure if count (the last try). */
+int mk__shm_no_room(mk_shm *s, uint64_t need, bool *drained, bool count);
+/* No locks held, a locked allocation said MK_ENOMEM without counting it:
+ * true if the other threads' caches gave blocks back (try once more, with
+ * count), else false, the failure counted. */
+bool mk__shm_retry_after_flush(mk_shm *s);
 
 /* ---- cache.c ---- */
 /* Serve an allocation / a free from the calling process's cache.

@@ -1492,26 +1492,50 @@ static void test_thread_owned_blocks(void **state) {
 }
 
 /* An allocation that finds no room takes back what the other threads'
- * caches hold before it fails: here the room it needs is all in them. */
+ * caches hold before it fails: here the room it needs is all in them. So
+ * do a realloc and an object's creation. */
+static size_t fill_thread_caches(mk_shm *s, mk_stats *st) {
+    run_threads(s); /* three thread handles, their caches full of free blocks */
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    *st = stats_of(s);
+    assert_true(in.cached_bytes > 64 * KB);
+    return (size_t)(st->bytes_free + in.cached_bytes / 2); /* fits only with them */
+}
+
+static void caches_given_back(mk_shm *s, const mk_stats *st) {
+    mk_shm_info in;
+    RC(mk_shm_get_info(s, &in), MK_OK);
+    assert_int_equal(in.cached_bytes, 0);
+    assert_int_equal(stats_of(s).n_failed, st->n_failed); /* no failure counted */
+}
+
 static void test_thread_caches_give_back(void **state) {
     (void)state;
     const char *name = nm("threadsfull");
     mk_shm *s = make(name, 4 * MB, 0, MK_POLICY_TLSF, 0);
-    run_threads(s); /* three thread handles, their caches full of free blocks */
-    mk_shm_info in;
-    RC(mk_shm_get_info(s, &in), MK_OK);
-    mk_stats st = stats_of(s);
-    assert_true(in.cached_bytes > 64 * KB);
-    size_t want = (size_t)(st.bytes_free + in.cached_bytes / 2);
-    mk_off big = 0;
+    mk_stats st;
+    size_t want = fill_thread_caches(s, &st);
+    mk_off big = 0, o = 0;
     RC(mk_shm_alloc(s, want, &big), MK_OK);
-    RC(mk_shm_get_info(s, &in), MK_OK);
-    assert_int_equal(in.cached_bytes, 0);
-    assert_int_equal(stats_of(s).n_failed, st.n_failed); /* no failure counted */
+    caches_given_back(s, &st);
     mk_off more = 0; /* no room anywhere now: one failure, counted once */
     RC(mk_shm_alloc(s, want, &more), MK_ENOMEM);
     assert_int_equal(stats_of(s).n_failed, st.n_failed + 1);
     RC(mk_shm_free(s, big), MK_OK);
+
+    RC(mk_shm_alloc(s, 5000, &o), MK_OK); /* a realloc */
+    want = fill_thread_caches(s, &st);
+    RC(mk_shm_realloc(s, o, want, &big), MK_OK);
+    caches_given_back(s, &st);
+    RC(mk_shm_free(s, big), MK_OK);
+
+    want = fill_thread_caches(s, &st); /* an object */
+    RC(mk_shm_obj_create(s, "big", 1, want - 128, 0, &big, NULL), MK_OK);
+    caches_given_back(s, &st);
+    RC(mk_shm_obj_create(s, "more", 1, want - 128, 0, &more, NULL), MK_ENOMEM);
+    assert_int_equal(stats_of(s).n_failed, st.n_failed + 1);
+    RC(mk_shm_obj_remove(s, "big"), MK_OK);
     valid(s);
     RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_unlink(name, 0), MK_OK);

@@ -28,13 +28,13 @@
  * there, as at damage; the list's other blocks stay owned by the dead
  * owner, for the next reclaim. Never a block freed twice.)
  *
- *     caller's handle s (id 7)          records (process-wide)
- *     +------------+                    +------------------+--------+
- *     | cache (own) | <-- thread A ---- | 7 << 1 | held    | (self) |
- *     +------------+                    | 7 << 1 | held    | sub 1  | <-- thread B
- *                                       | 7 << 1 | free    | sub 2  |  (B's exited
- *                                       | 0               |        |   thread's, kept)
- *                                       +------------------+--------+
+ *     handle s (id 7)                 records (process-wide, static)
+ *     +-------------+                 +-------+------+-------+
+ *     | its cache   | <-- thread A -- | id 7  | held | self  |
+ *     +-------------+                 | id 7  | held | sub 1 | <-- thread B
+ *     thread handle sub 1 (slot 3)    | id 7  | free | sub 2 |   (its thread exited)
+ *     thread handle sub 2 (slot 5)    | 0: unused            |
+ *                                     +-------+------+-------+
  *
  * Records live in static memory, so a thread's table of (handle id,
  * record) entries stays safe to use after the handle is closed: a record

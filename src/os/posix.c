@@ -261,21 +261,25 @@ int mk__os_shm_resize(mk__os_shm *shm, uint64_t new_size) {
     return MK_OK;
 }
 
-int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
-    if (shm == NULL || shm->handle < 0 || len == 0 || out == NULL) return MK_EINVAL;
-    if ((uintptr_t)at % mk__os_page_size() != 0) return MK_EINVAL;
-    int fd = (int)shm->handle;
-    /* The handle remembers how it was opened: no flag needs to be stored. */
+/* Map [from, from + len) of the object at `at` (NULL: anywhere). The
+ * handle remembers how it was opened: no flag needs to be stored. MAP_FIXED
+ * replaces the reserved PROT_NONE pages in one atomic step; nothing else
+ * can be mapped there in between. */
+static int mk_map_range(int fd, void *at, size_t from, size_t len, void **out) {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0) return mk_errno();
     int prot = PROT_READ | ((fl & O_ACCMODE) == O_RDONLY ? 0 : PROT_WRITE);
-    /* MAP_FIXED replaces the reserved PROT_NONE pages in one atomic step;
-     * nothing else can be mapped there in between. */
     int mflags = MAP_SHARED | (at != NULL ? MAP_FIXED : 0);
-    void *p = mmap(at, len, prot, mflags, fd, 0);
+    void *p = mmap(at, len, prot, mflags, fd, (off_t)from);
     if (p == MAP_FAILED) return mk_errno();
     *out = p;
     return MK_OK;
+}
+
+int mk__os_shm_map(const mk__os_shm *shm, void *at, size_t len, void **out) {
+    if (shm == NULL || shm->handle < 0 || len == 0 || out == NULL) return MK_EINVAL;
+    if ((uintptr_t)at % mk__os_page_size() != 0) return MK_EINVAL;
+    return mk_map_range((int)shm->handle, at, 0, len, out);
 }
 
 int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t len, void **out) {
@@ -283,13 +287,10 @@ int mk__os_shm_map_more(const mk__os_shm *shm, void *at, size_t mapped, size_t l
     size_t page = mk__os_page_size();
     if ((uintptr_t)at % page != 0 || mapped > len) return MK_EINVAL;
     size_t from = mapped & ~(page - 1); /* a partly mapped last page again */
+    void *p = NULL;
     if (from < len) {
-        int fl = fcntl((int)shm->handle, F_GETFL);
-        if (fl < 0) return mk_errno();
-        int prot = PROT_READ | ((fl & O_ACCMODE) == O_RDONLY ? 0 : PROT_WRITE);
-        void *p = mmap((char *)at + from, len - from, prot, MAP_SHARED | MAP_FIXED,
-                       (int)shm->handle, (off_t)from);
-        if (p == MAP_FAILED) return mk_errno();
+        int rc = mk_map_range((int)shm->handle, (char *)at + from, from, len - from, &p);
+        if (rc != MK_OK) return rc;
     }
     *out = at;
     return MK_OK;

@@ -437,7 +437,6 @@ int mk__shm_cache_attach_locked(mk_shm *s) {
         memset(c, 0, sizeof *c);
         c->magic = MK__SHM_CACHE_MG;
         c->slot = (uint64_t)s->slot;
-        c->gen = s->gen;
         /* Owned blocks belong to the handle the caller allocates through: a
          * thread handle's cache keeps its parent's (threads.c). */
         const mk_shm *o = s->parent ? s->parent : s;

@@ -136,12 +136,11 @@ int mk_shm_alloc_ex(mk_shm *s, size_t size, size_t align, unsigned flags, mk_off
     /* The cache first: a small size and an alignment of at most 16 (a power
      * of two, or 0) pass every check of the locked path, so they can wait
      * for a miss (an observer, the one that may not own blocks, has no
-     * cache). From the calling thread's own cache if it has one
-     * (threads.c), else, or on its miss, from the handle's. */
+     * cache). The calling thread's cache (threads.c): on its miss the
+     * locked path, which gives the handle's cache back if it finds no
+     * room, and then the thread handles'. */
     if (align <= MK__GRAIN && (align & (align - 1)) == 0) {
-        mk_shm *t = mk__shm_thread_cache(s);
-        int rc = t != s ? mk__shm_cache_alloc(t, size, flags, out) : MK_ENOENT;
-        if (rc == MK_ENOENT) rc = mk__shm_cache_alloc(s, size, flags, out);
+        int rc = mk__shm_cache_alloc(mk__shm_thread_cache(s), size, flags, out);
         if (rc != MK_ENOENT) return rc;
     }
     int rc = alloc_locked(s, size, align, flags, false, out);
@@ -165,10 +164,9 @@ int mk_shm_alloc(mk_shm *s, size_t size, mk_off *out) {
 
 int mk_shm_free(mk_shm *s, mk_off off) {
     if (!s) return MK_EINVAL;
-    /* The calling thread's own cache first (threads.c). */
-    mk_shm *t = mk__shm_thread_cache(s);
-    int rc = t != s ? mk__shm_cache_free(t, off) : MK_ENOENT;
-    if (rc == MK_ENOENT) rc = mk__shm_cache_free(s, off);
+    /* The calling thread's cache (threads.c); a block it does not take,
+     * the handle's would not take either (the same owner word). */
+    int rc = mk__shm_cache_free(mk__shm_thread_cache(s), off);
     if (rc != MK_ENOENT) return rc;
     rc = mk__shm_lock(s);
     if (rc != MK_OK) return rc;

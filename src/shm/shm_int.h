@@ -146,14 +146,13 @@ typedef struct mk__shm_bin {
 
 typedef struct mk__shm_cache {
     uint64_t magic; /* MK__SHM_CACHE_MG */
-    uint64_t slot;  /* the owner's process-table slot */
-    uint64_t gen;   /* and its generation */
+    uint64_t slot;  /* the process-table slot that refers to it */
+    uint64_t owner; /* the owner word of the blocks on its owned lists: its handle's
+                       (a thread handle's table: its parent's, threads.c) */
     mk_off pending; /* block offset in flight between a list and the caller */
     uint64_t bytes; /* spans held */
     uint64_t blocks;
-    uint64_t owner; /* the owner word of the blocks on its owned lists: its process's
-                       handle's (a thread handle's table: its parent's, threads.c) */
-    uint64_t pad;
+    uint64_t pad[2];
     uint64_t nonempty[MK__SHM_LISTS][(MK__SHM_CACHE_BINS + 63) / 64]; /* bit i: bin[k][i].head */
     mk__shm_bin bin[MK__SHM_LISTS][MK__SHM_CACHE_BINS];               /* [kind][span / 16] */
 } mk__shm_cache;
@@ -308,7 +307,7 @@ uint64_t mk__shm_layout_sig(void);
 /* ---- threads.c ---- */
 /* A new handle's id. */
 uint64_t mk__shm_new_id(void);
-/* The handle whose cache the calling thread uses for plain blocks of s:
+/* The handle whose cache the calling thread uses for the blocks of s:
  * s while the process has one thread (or s has no cache, or is a copy
  * inherited through fork), else the thread's own (threads.c). */
 mk_shm *mk__shm_thread_cache_of(mk_shm *s);

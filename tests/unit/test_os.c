@@ -338,6 +338,28 @@ static void test_shm_two_views(void **state) {
     assert_int_equal(mk__os_shm_unmap(v3, 2 * g_page), MK_OK);
 }
 
+/* Thread-exit callbacks: one per user, each called with what the exiting
+ * thread armed; an unknown user is refused. (The shm user's: this program
+ * uses no shared heap.) */
+static void *g_exit_arg;
+static void exit_seen(void *arg) { g_exit_arg = arg; }
+static void *arm_and_exit(void *arg) {
+    assert_int_equal(mk__os_thread_exit_arm(MK__OS_EXIT_SHM, arg), MK_OK);
+    return NULL;
+}
+
+static void test_thread_exit(void **state) {
+    (void)state;
+    assert_int_equal(mk__os_thread_exit_init(MK__OS_EXIT_USERS, exit_seen), MK_EINVAL);
+    assert_int_equal(mk__os_thread_exit_arm(MK__OS_EXIT_USERS, &g_exit_arg), MK_EINVAL);
+    assert_int_equal(mk__os_thread_exit_init(MK__OS_EXIT_SHM, exit_seen), MK_OK);
+    static int token;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, arm_and_exit, &token), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_ptr_equal(g_exit_arg, &token);
+}
+
 static void test_shm_grow_in_place(void **state) {
     (void)state;
     char name[96];
@@ -874,7 +896,8 @@ int main(void) {
         cmocka_unit_test(test_mutex_busy_across_processes),
         cmocka_unit_test(test_wait_timeout_and_mismatch),
         cmocka_unit_test(test_wait_wake_across_fork),
-        cmocka_unit_test(test_wait_wake_threads),
+        cmocka_unit_test(test_wait_wake_threads), /* threads from here on */
+        cmocka_unit_test(test_thread_exit),
         cmocka_unit_test(test_process_self),
         cmocka_unit_test(test_process_child),
         cmocka_unit_test(test_process_bogus),

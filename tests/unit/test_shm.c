@@ -1377,22 +1377,27 @@ static void *th_body(void *p) {
     return NULL;
 }
 
-static void run_threads(mk_shm *s) {
-    pthread_t t[TH_N];
-    th_arg a[TH_N];
+/* n threads (at most 16) on s, all holding a cache before any works;
+ * ops per thread (0: TH_OPS). */
+static void run_n_threads(mk_shm *s, unsigned n, int ops) {
+    pthread_t t[16];
+    th_arg a[16];
     pthread_barrier_t bar;
-    assert_int_equal(pthread_barrier_init(&bar, NULL, TH_N), 0);
-    for (unsigned k = 0; k < TH_N; k++) {
-        a[k] = (th_arg){.s = s, .id = k, .bar = &bar};
+    assert_true(n <= 16);
+    assert_int_equal(pthread_barrier_init(&bar, NULL, n), 0);
+    for (unsigned k = 0; k < n; k++) {
+        a[k] = (th_arg){.s = s, .id = k, .ops = ops, .bar = &bar};
         assert_int_equal(pthread_create(&t[k], NULL, th_body, &a[k]), 0);
     }
     assert_false(mk__os_single_threaded());
-    for (unsigned k = 0; k < TH_N; k++) {
+    for (unsigned k = 0; k < n; k++) {
         assert_int_equal(pthread_join(t[k], NULL), 0);
         assert_int_equal(a[k].err, 0);
     }
     pthread_barrier_destroy(&bar);
 }
+
+static void run_threads(mk_shm *s) { run_n_threads(s, TH_N, 0); }
 
 static uint64_t attached(mk_shm *s) {
     mk_shm_info in;
@@ -1422,6 +1427,38 @@ static void test_threads_share_handle(void **state) {
     assert_int_equal(attached(s), TH_N);
 
     RC(mk_shm_close(s), MK_OK); /* the thread handles with it */
+    RC(mk_shm_open(name, 0, &s), MK_OK);
+    assert_int_equal(attached(s), 1);
+    assert_int_equal(stats_of(s).bytes_used, st0.bytes_used); /* every block back */
+    RC(mk_shm_close(s), MK_OK);
+    RC(mk_shm_unlink(name, 0), MK_OK);
+}
+
+/* Where thread handles run out, threads share the handle's cache (under
+ * its mutex) and lose nothing: past 8 thread handles per handle, and when
+ * the process table has no slot for one. */
+static void test_thread_handles_run_out(void **state) {
+    (void)state;
+    const char *name = nm("threadsmany");
+    mk_shm *s = make(name, 16 * MB, 0, MK_POLICY_TLSF, 0);
+    mk_stats st0 = stats_of(s);
+    run_n_threads(s, 12, TH_OPS / 8); /* the handle's cache, 8 thread handles, 3 share */
+    assert_int_equal(attached(s), 1 + 8);
+    valid(s);
+    RC(mk_shm_close(s), MK_OK);
+
+    RC(mk_shm_open(name, 0, &s), MK_OK);
+    static mk_shm *more[MK_SHM_MAX_PROCS];
+    unsigned n = 0; /* fill the process table */
+    while (n < MK_SHM_MAX_PROCS && mk_shm_open(name, 0, &more[n]) == MK_OK) n++;
+    assert_int_equal(n, MK_SHM_MAX_PROCS - 1);
+    mk_shm *full = NULL;
+    RC(mk_shm_open(name, 0, &full), MK_EBUSY);
+    run_n_threads(s, 3, TH_OPS / 8); /* no slot for a thread handle: all share */
+    assert_int_equal(attached(s), MK_SHM_MAX_PROCS);
+    valid(s);
+    for (unsigned i = 0; i < n; i++) RC(mk_shm_close(more[i]), MK_OK);
+    RC(mk_shm_close(s), MK_OK);
     RC(mk_shm_open(name, 0, &s), MK_OK);
     assert_int_equal(attached(s), 1);
     assert_int_equal(stats_of(s).bytes_used, st0.bytes_used); /* every block back */
@@ -1684,6 +1721,7 @@ int main(void) {
         cmocka_unit_test(test_cache_refill_full_list),
         cmocka_unit_test(test_cache_list_cap),
         cmocka_unit_test(test_threads_share_handle),
+        cmocka_unit_test(test_thread_handles_run_out),
         cmocka_unit_test(test_thread_owned_blocks),
         cmocka_unit_test(test_thread_caches_give_back),
         cmocka_unit_test(test_thread_handles_reaped),
